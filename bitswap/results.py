@@ -1,0 +1,62 @@
+"""The result files written by the compression experiments and read by the plots.
+
+One file per (dataset, nz, scheme): ``{dataset}_nz{nz}_{scheme}.npz`` where scheme is
+``bitswap`` or ``bbans``. It is a plain npz (no pickle) holding:
+
+============  ===============  ==========================================================
+array         shape            meaning (all in bits per dimension unless said otherwise)
+============  ===============  ==========================================================
+net           (E, N)           information content of image k alone (what it adds to the
+                               stream once the initial bits are paid)
+elbo          (E, N)           the model's -ELBO of image k
+total         (E, N)           total bits in the message after images 0..k (initial bits
+                               included) divided by (k + 1) * dims: the cumulative moving
+                               average of the total rate, the paper's CMA figure
+initial_bits  (E, N)           initial bits consumed so far after images 0..k (bits)
+layer_bits    (E, N, nz + 1)   net bits of image k per layer: column 0 is x given z1,
+                               column i is z_i (bits pushed for z_i minus bits popped for
+                               it from the posterior)
+indices       (E, N)           test-set index of each image
+meta          ()               JSON string: dataset, nz, scheme, quantbits, dims, model,
+                               seed, images/s for encode and decode, ...
+============  ===============  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ARRAYS = ("net", "elbo", "total", "initial_bits", "layer_bits", "indices")
+
+
+def result_name(dataset: str, nz: int, bitswap: bool) -> str:
+    return f"{dataset}_nz{nz}_{'bitswap' if bitswap else 'bbans'}.npz"
+
+
+def save_results(path: str | os.PathLike, meta: dict, **arrays: np.ndarray) -> Path:
+    """Write a result file atomically (temporary file, then rename)."""
+    missing = [name for name in ARRAYS if name not in arrays]
+    if missing:
+        raise ValueError(f"missing result arrays: {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read a result file: returns (meta, arrays). Never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in ARRAYS}
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: not a valid bitswap result file ({exc})") from exc
+    return meta, arrays
