@@ -159,12 +159,13 @@ class LogisticBins(_QuantizedCDF):
     """A logistic (mu, scale) per lane, coded over fixed bin edges.
 
     ``edges`` has shape ``(K + 1,)`` (shared by all lanes) or ``(D, K + 1)``: lane ``l``
-    then uses row ``l % D`` (lanes are images x dimensions, dimension fastest). The
-    first and last edges are treated as -inf and +inf, so the bins cover the real line.
+    then uses row ``rows[l]``, by default ``l % D`` (lanes are images x dimensions,
+    dimension fastest). The first and last edges are treated as -inf and +inf, so the
+    bins cover the real line.
     This is Bit-Swap's latent codec: the bins are the discretization of a latent layer.
     """
 
-    def __init__(self, mu, scale, edges, precision: int = DEFAULT_PRECISION):
+    def __init__(self, mu, scale, edges, precision: int = DEFAULT_PRECISION, rows=None):
         mu = _as_f64(mu, name="mu")
         n = mu.shape[0]
         scale = _as_f64(scale, n, "scale")
@@ -176,8 +177,14 @@ class LogisticBins(_QuantizedCDF):
         if edges.ndim != 2 or edges.shape[1] < 2:
             raise ValueError("edges must have shape (K + 1,) or (D, K + 1)")
         D, K1 = edges.shape
-        if n % D:
-            raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
+        if rows is None:
+            if n % D:
+                raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
+            rows = np.arange(n) % D
+        else:
+            rows = np.asarray(rows).reshape(-1)
+            if rows.shape[0] != n or (n and (rows.min() < 0 or rows.max() >= D)):
+                raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
         inner = edges[:, 1:-1]
         if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
             raise ValueError("inner bin edges must be finite and non-decreasing")
@@ -191,7 +198,7 @@ class LogisticBins(_QuantizedCDF):
         self._mu = mu
         self._inv_scale = 1.0 / scale
         self._edges = table.reshape(-1)
-        self._row = (np.arange(n, dtype=np.uint64) % np.uint64(D)) * np.uint64(width) if D > 1 else None
+        self._row = rows.astype(np.uint64) * np.uint64(width) if D > 1 else None
 
     def _cdf(self, j, sl=slice(None)):
         e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
