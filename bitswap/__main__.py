@@ -12,7 +12,6 @@ and renamed, so a failed run leaves no partial file.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -54,13 +53,6 @@ def _check_writable_file(path: Path) -> None:
         raise CLIError(f"cannot write {path}: permission denied on {parent}")
 
 
-def _png_bytes(src) -> int:
-    from .images import restore_image
-    buf = io.BytesIO()
-    restore_image(src.pixels, src.mode, src.extra).save(buf, format="PNG", optimize=True)
-    return buf.tell()
-
-
 def cmd_compress(args) -> int:
     from . import images as lib
 
@@ -79,7 +71,7 @@ def cmd_compress(args) -> int:
                        limits=limits, progress=not args.quiet and sys.stderr.isatty())
     lib.atomic_write(out, lambda f: f.write(res.data))
     if not args.quiet:
-        png = sum(_png_bytes(s) for s in srcs)
+        png = sum(lib.png_size(s) for s in srcs)
         planes = any(e.coding == 1 for e in res.container.header.images)
         print(f"{out}: {len(srcs)} image{'s' if len(srcs) > 1 else ''}, {res.subpixels} sub-pixels -> "
               f"{len(res.data)} bytes, {res.bits_per_subpixel:.4f} bits per sub-pixel "

@@ -222,6 +222,14 @@ def restore_image(pixels: np.ndarray, mode: str, extra: bytes = b""):
     raise ImageError(f"unsupported image mode {mode!r}")
 
 
+def png_size(src: SourceImage) -> int:
+    """Bytes of the original image as a PNG (Pillow, ``optimize=True``): the comparison point."""
+    import io
+    buf = io.BytesIO()
+    restore_image(src.pixels, src.mode, src.extra).save(buf, format="PNG", optimize=True)
+    return buf.tell()
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename.
 
@@ -248,8 +256,8 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 def auto_lanes(subpixels: int) -> int:
     """Lanes of the message for ``subpixels`` sub-pixels: each lane costs ~64 bits (its head),
-    more lanes mean fewer, longer numpy calls. One lane per 4096 sub-pixels, 16..1024."""
-    return int(min(1024, max(16, subpixels // 4096)))
+    more lanes mean fewer, longer numpy calls. One lane per 2048 sub-pixels, 16..1024."""
+    return int(min(1024, max(16, subpixels // 2048)))
 
 
 def model_channels(model) -> int:
