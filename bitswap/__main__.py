@@ -95,7 +95,9 @@ def _read_container(path: str):
     except OSError as exc:
         raise CLIError(f"{p}: cannot read it ({exc.strerror or exc})") from None
     try:
-        return Container.from_bytes(data), len(data)
+        c = Container.from_bytes(data)
+        c.message()               # the payload is checked too
+        return c, len(data)
     except ValueError as exc:
         raise CLIError(f"{p}: {exc}") from None
 

@@ -153,6 +153,17 @@ class Container:
                         _U64.pack(len(self.payload)), bytes(self.payload)])
         return out + _U32.pack(zlib.crc32(out))
 
+    def message(self):
+        """The ANS message of the payload, checked against the header (ContainerError if not)."""
+        from .ans import Message
+        try:
+            msg = Message.from_bytes(self.payload)
+        except ValueError as exc:
+            raise ContainerError(f"corrupt .bsw file ({exc})") from None
+        if msg.lanes != self.header.lanes or msg.seed != self.header.seed or msg.streams != 1:
+            raise ContainerError("corrupt .bsw file (the ANS message does not match the header's lanes/seed)")
+        return msg
+
     # ----------------------------------------------------------------- read
     @classmethod
     def from_bytes(cls, data: bytes) -> "Container":

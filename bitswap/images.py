@@ -413,7 +413,6 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
     """Decode a container with ``model`` (checked against its hash): [(entry, uint8 (C, H, W))]."""
     from tqdm import tqdm
 
-    from .ans import Message
     from .coders import Coder
 
     h = c.header
@@ -425,12 +424,7 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
             f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
             f"(digest {h.bins_digest.hex()[:16]}): the model computed different values on this hardware/software "
             "than when compressing; decode where it was compressed (same device type)")
-    try:
-        msg = Message.from_bytes(c.payload)
-    except ValueError as exc:
-        raise ContainerError(f"corrupt .bsw file ({exc})") from None
-    if msg.lanes != h.lanes or msg.seed != h.seed:
-        raise ContainerError("corrupt .bsw file (the ANS message does not match the header's lanes/seed)")
+    msg = c.message()
     coder = Coder(model, bins, bitswap=h.bitswap, lanes=h.lanes, precision=h.precision, device=device)
     counts = [_patch_count(e) for e in h.images]
     total = sum(counts)
