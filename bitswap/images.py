@@ -202,7 +202,7 @@ def restore_image(pixels: np.ndarray, mode: str, extra: bytes = b""):
         alpha = np.full(hwc.shape[:2] + (1,), 255, np.uint8)
         return Image.fromarray(np.concatenate([hwc, alpha], axis=2), mode)
     if mode == "I;16":
-        return Image.fromarray(hwc[..., 0].astype(np.uint16), "I;16")
+        return Image.fromarray(hwc[..., 0].astype(np.uint16))     # uint16 -> mode I;16
     if mode == "P":
         c = extra[0]
         pal = np.frombuffer(extra, np.uint8, offset=1).reshape(-1, c)
