@@ -84,9 +84,10 @@ class ContainerError(ValueError):
     """A .bsw file that is truncated, corrupt, foreign or inconsistent."""
 
 
-def pixel_checksum(mode: str, width: int, height: int, pixels: bytes) -> int:
-    """CRC-32 of the original image: its mode, size and coded uint8 (C, H, W) bytes."""
-    return zlib.crc32(pixels, zlib.crc32(f"{mode}:{width}x{height};".encode()))
+def pixel_checksum(mode: str, width: int, height: int, pixels: bytes, extra: bytes = b"") -> int:
+    """CRC-32 of the original image: ``"{mode}:{width}x{height};"`` (ASCII), the extra bytes
+    (palette), then the coded uint8 (C, H, W) pixel bytes, C-order."""
+    return zlib.crc32(pixels, zlib.crc32(bytes(extra), zlib.crc32(f"{mode}:{width}x{height};".encode())))
 
 
 def safe_name(name: str) -> bool:

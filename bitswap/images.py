@@ -380,7 +380,7 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
             name, n = f"{base}-{n}", n + 1
         used.add(name)
         w, h = im.size
-        entries.append(ImageEntry(w, h, im.mode, coding, pixel_checksum(im.mode, w, h, im.pixels.tobytes()),
+        entries.append(ImageEntry(w, h, im.mode, coding, pixel_checksum(im.mode, w, h, im.pixels.tobytes(), im.extra),
                                   name, bytes(im.extra)))
         patches += [tile_image(u, PATCH) for u in _units(im.pixels, coding)]
     patches = np.concatenate(patches)
@@ -448,7 +448,7 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         if e.coding == CODING_REPLICATE:
             px = px[:1]
         px = np.ascontiguousarray(px)
-        if pixel_checksum(e.mode, e.width, e.height, px.tobytes()) != e.checksum:
+        if pixel_checksum(e.mode, e.width, e.height, px.tobytes(), e.extra) != e.checksum:
             raise ChecksumMismatchError(f"{e.name}: {CHECKSUM_MESSAGE}")
         out.append((e, px))
     return out

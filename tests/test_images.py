@@ -80,7 +80,7 @@ def test_odd_sizes_on_one_message(grey, rgb):
             lib.SourceImage(smooth_image(31, 65, 1, 3)[None])]
     res, _ = round_trip(srcs, grey, batch=50, lanes=512)      # batches cross image boundaries
     assert [e.coding for e in res.container.header.images] == [0, CODING_PLANES, 0, 0]
-    res, _ = round_trip(srcs[:2], rgb, batch=3)
+    res, _ = round_trip(srcs[:2], rgb, batch=3, lanes=128)
     assert [e.coding for e in res.container.header.images] == [CODING_REPLICATE, CODING_DIRECT]
 
 
