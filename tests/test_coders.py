@@ -192,3 +192,15 @@ def test_bins_cache_is_keyed_by_weights(tmp_path):
     assert cached_bins(a, quantbits=6, nsamples=256, cache_dir=tmp_path).digest == bins_a.digest
     cached_bins(b, quantbits=6, nsamples=256, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_network_outputs_do_not_depend_on_the_batch(mnist):
+    """Decoding one stream of a batch relies on this (see Coder._network)."""
+    model = tiny_model(2, seed=8)
+    bins = compute_bins(model, quantbits=6, nsamples=128)
+    coder = Coder(model, bins)
+    x = torch.from_numpy(mnist[:40])
+    full = coder._network(model.infer, 0, x, __import__("bitswap.coders", fromlist=["_Timer"])._Timer())
+    for B in (1, 2, 3, 17):
+        part = coder._network(model.infer, 0, x[:B], __import__("bitswap.coders", fromlist=["_Timer"])._Timer())
+        assert np.array_equal(part[0], full[0][:B]) and np.array_equal(part[1], full[1][:B])
