@@ -127,6 +127,7 @@ def _ddp_worker(rank, world, port, data, out, result_dir):
     Path(result_dir, f"rank{rank}.txt").write_text(f"{state_hash(sd)} {res['global_step']}")
 
 
+@pytest.mark.slow
 def test_two_process_gloo_identical_weights(mnist_root, tmp_path):
     ctx = mp.get_context("spawn")
     port = free_port()
