@@ -101,6 +101,12 @@ def test_single_process_run(mnist_root, tmp_path):
     test = T.bsdata.load_dataset("mnist", "test", mnist_root, download=False)
     ev = T.evaluate(m, test, 0, 1, torch.device("cpu"), 64, 99)
     assert ev["elbo"] == pytest.approx(raw["test_elbo"], abs=1e-6)
+    # model/evaluate.py: the whole test set, written back into the file
+    from model import evaluate as E
+    assert E.main([str(out / "mnist_nz2.pt"), "--data", str(mnist_root), "--update"]) == 0
+    upd = torch.load(out / "mnist_nz2.pt", weights_only=True)
+    assert upd["test_elbo"] == pytest.approx(raw["test_elbo"], abs=1e-6) and upd["train"]["test_images"] == 16
+    assert upd["state_dict"]["pixel_scale"].dtype == torch.float16
 
 
 def test_resume_is_bit_identical(mnist_root, tmp_path):
