@@ -145,7 +145,7 @@ def cma_figure(found: dict, title: str | None = None):
             hi = max(tops)
             pad = 0.1 * max(hi - lo, 0.05)
             ax.set_ylim(lo - pad, hi + pad)
-            ax.set_xlim(1, x[-1])
+            ax.set_xlim(1, max(x[-1], 2))
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7, loc="upper right")
             ax.set_title(f"{DATASET_LABELS.get(ds, ds)}, {nz} latent layer{'s' * (nz != 1)}",
@@ -227,7 +227,7 @@ def stack_figure(found: dict, smooth: int | None = None, title: str | None = Non
                                     edgecolor="black", linewidth=0.3, hatch="//")
                 pos_base, neg_base = pos_base + pos, neg_base + neg
             ax.plot(x, mean.sum(axis=0), color="black", linewidth=1.0, label="net (sum)")
-            ax.set_xlim(1, n)
+            ax.set_xlim(1, max(n, 2))
             ax.grid(True, alpha=0.3)
             legends[c] = ax.get_legend_handles_labels()
             ax.set_title(f"{DATASET_LABELS.get(ds, ds)}, {slabel}, nz={nz}", fontsize=10)
