@@ -246,3 +246,26 @@ def test_cli_on_real_kodak_patch(shared_data, tmp_path):
             assert r["status"] in ("ok", "unavailable"), r
             if r["status"] == "ok":
                 assert 0.5 < r["bpd_mean"] < 9.0
+
+
+def test_cli_imagenet32_generated_and_all_skips_missing(tmp_path, capsys):
+    """ImageNet32 in its standard format (val_data.npz, flat CHW rows), generated here; with
+    --dataset all the datasets that are absent are skipped with a note, not an error."""
+    rng = np.random.default_rng(5)
+    data = tmp_path / "data"
+    (data / "imagenet32").mkdir(parents=True)
+    imgs = np.stack([_smooth_rgb(rng) for _ in range(12)])
+    np.savez(data / "imagenet32" / "val_data.npz", data=imgs.reshape(12, -1),
+             labels=np.zeros(12, np.int64))
+    out = tmp_path / "out"
+    _run_cli(["--dataset", "all", "--data", str(data), "--no-download", "--experiments", "2",
+              "--ndatapoints", "5", "--out", str(out), "--codecs", "gzip,png,webp"])
+    err = capsys.readouterr().err
+    assert "[cifar10] skipped" in err and "[kodak] skipped" in err
+    doc = json.loads((out / "benchmark_imagenet32.json").read_text())
+    assert [v["view"] for v in doc["views"]] == ["imagenet32 32x32"]
+    assert all(r["status"] in ("ok", "unavailable") for r in doc["views"][0]["results"])
+    assert doc["meta"]["experiments"] == 2 and doc["meta"]["seed"] == 100
+    with pytest.raises(SystemExit):
+        _run_cli(["--dataset", "cifar10", "--data", str(tmp_path / "none"), "--no-download",
+                  "--out", str(out)])
