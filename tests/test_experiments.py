@@ -111,3 +111,19 @@ def test_zoo_checks_hashes(tmp_path, monkeypatch):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(zoo.ModelError):
         zoo.load(str(tmp_path / "junk.pt"))
+
+
+def test_results_table_is_generated_from_result_files(tmp_path):
+    import results_table
+    summary = {"net": 1.3, "elbo": 1.29, "gap": 0.01, "total_after": {"1": 3.5, "50": 1.33, "100": 1.31},
+               "initial_bits_first": 2000.0, "initial_bits_end": 2100.0,
+               "encode_images_per_s": 50.0, "decode_images_per_s": 50.0}
+    for scheme in ("bitswap", "bbans"):
+        (tmp_path / f"mnist_nz8_{scheme}.json").write_text(json.dumps(
+            {"summary": summary, "model": "mnist-nz8", "experiments": 10, "ndatapoints": 100}))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results -->\nold\n<!-- /results -->\nend\n")
+    assert results_table.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "| mnist | 8 | mnist-nz8 | 1.290 | 1.300 | 3.50 / 1.33 / 1.31 |" in text
+    assert "old" not in text and text.startswith("intro") and text.endswith("end\n")
