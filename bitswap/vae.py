@@ -341,7 +341,7 @@ class ResNetVAE(nn.Module):
         out = self.gen_nets[i](h)
         if i == 0:
             mu = F.pixel_shuffle(out, 2)  # (B, 4C, 16, 16) -> (B, C, 32, 32)
-            scale = (self.PIXEL_MIN_SCALE + F.softplus(self.pixel_scale)).expand_as(mu)
+            scale = (self.PIXEL_MIN_SCALE + F.softplus(self.pixel_scale)).expand_as(mu).contiguous()
             return mu, scale
         mu, pre = out.chunk(2, dim=1)
         scale = self.LATENT_MIN_SCALE + (1.0 - self.LATENT_MIN_SCALE) * F.softplus(pre + math.log(math.e - 1.0))

@@ -521,7 +521,8 @@ def _train(args, rank, world, device, is_root) -> dict:
                 if test is not None:
                     log_test(test)
                 checkpoint("stop" if want_stop else "periodic", test)
-                last_ckpt = time.time()
+                last_ckpt = t_log = time.time()  # images/s counts training time only
+                n_log = 0
                 if want_stop:
                     done = True
                     break
@@ -536,7 +537,8 @@ def _train(args, rank, world, device, is_root) -> dict:
         test = run_eval()
         log_test(test)
         checkpoint("epoch", test)
-        last_ckpt = time.time()
+        last_ckpt = t_log = time.time()
+        n_log = 0
         if stop["flag"] or (args.max_steps > 0 and global_step >= args.max_steps):
             done = True
 
