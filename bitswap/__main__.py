@@ -58,6 +58,8 @@ def cmd_compress(args) -> int:
 
     out = Path(args.output)
     _check_writable_file(out)
+    if any(Path(p).resolve() == out.resolve() for p in args.images):
+        raise CLIError(f"refusing to overwrite the input {out} with the compressed file")
     _check_device(args)
     limits = _limits(args)
     t0 = time.perf_counter()

@@ -140,6 +140,7 @@ def test_input_errors(env, capsys, tmp_path):
     fail(capsys, "in all", "compress", env["c"], env["g"], "-o", o, *m, "--max-total-megapixels", "0.003")
     fail(capsys, "does not exist", "compress", env["g"], "-o", tmp_path / "no" / "dir" / "o.bsw", *m)
     fail(capsys, "is a directory", "compress", env["g"], "-o", tmp_path, *m)
+    fail(capsys, "refusing to overwrite the input", "compress", env["g"], "-o", env["g"], *m)
     fail(capsys, "CUDA is not available", "compress", env["g"], "-o", o, *m, "--device", "cuda") \
         if not __import__("torch").cuda.is_available() else None
     from PIL import Image
