@@ -89,6 +89,8 @@ def _read_container(path: str):
     try:
         if p.is_dir():
             raise CLIError(f"{p}: is a directory, not a .bsw file")
+        if p.exists() and not p.is_file():
+            raise CLIError(f"{p}: not a regular file")
         if p.stat().st_size > MAX_FILE_BYTES:
             raise CLIError(f"{p}: {p.stat().st_size} bytes is larger than any .bsw file this program writes")
         data = p.read_bytes()

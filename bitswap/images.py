@@ -120,6 +120,8 @@ def read_image(path: str | os.PathLike, limits: Limits | None = None) -> SourceI
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
+    if path.exists() and not path.is_file():
+        raise ImageError(f"{path}: not a regular file")        # a FIFO or device would block
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
