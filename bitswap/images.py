@@ -366,6 +366,12 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     (limits or Limits()).check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
     if not 1 <= batch <= fmt.MAX_BATCH:
         raise ValueError(f"--batch must be in 1..{fmt.MAX_BATCH}")
+    if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
+        raise ValueError("--quantbits must be in 1..16 and below the ANS precision (at most 31)")
+    if strategy not in fmt.STRATEGY_CODES:
+        raise ValueError(f"unknown bins strategy {strategy!r}")
+    if not 0 <= seed < (1 << 63):
+        raise ValueError("--seed must be in [0, 2**63)")
     mch = model_channels(model)
     subpixels = sum(im.pixels.size for im in images)
     lanes = auto_lanes(subpixels) if lanes is None else int(lanes)
