@@ -232,6 +232,12 @@ def png_size(src: SourceImage) -> int:
     return buf.tell()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename.
 
@@ -243,6 +249,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
                                suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)

@@ -75,6 +75,8 @@ def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
     for k in ("g", "c", "one"):
         assert same_image(env[k], tmp_path / "dec" / f"{k}.png")
     assert sorted(os.listdir(tmp_path)) == ["dec", "out.bsw"]      # no temporary files left
+    mode = 0o666 & ~os.umask(os.umask(0))
+    assert bsw.stat().st_mode & 0o777 == mode and (tmp_path / "dec" / "g.png").stat().st_mode & 0o777 == mode
 
 
 def test_round_trip_rgb_model(env, capsys, tmp_path):
