@@ -75,7 +75,9 @@ def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
     for k in ("g", "c", "one"):
         assert same_image(env[k], tmp_path / "dec" / f"{k}.png")
     assert sorted(os.listdir(tmp_path)) == ["dec", "out.bsw"]      # no temporary files left
-    mode = 0o666 & ~os.umask(os.umask(0))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    mode = 0o666 & ~mask
     assert bsw.stat().st_mode & 0o777 == mode and (tmp_path / "dec" / "g.png").stat().st_mode & 0o777 == mode
 
 
