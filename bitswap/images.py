@@ -479,7 +479,8 @@ def describe(c: Container, nbytes: int | None = None) -> str:
         f"coder        {'Bit-Swap' if h.bitswap else 'BB-ANS'}, {h.quantbits}-bit latent bins ({h.strategy}, "
         f"digest {h.bins_digest.hex()[:16]}...), ANS precision {h.precision}, {h.lanes} lanes, "
         f"batches of {h.batch} patches, initial-bits seed {h.seed}",
-        f"payload      {len(c.payload)} bytes (ANS message)",
+        f"payload      {len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits "
+        f"from the seed are part of it)",
         f"images       {len(h.images)}, {sub} sub-pixels",
     ]
     for e in h.images:
