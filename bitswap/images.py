@@ -332,7 +332,19 @@ def _patch_count(entry: ImageEntry) -> int:
 
 
 def _batches(total: int, batch: int) -> list[slice]:
-    return [slice(a, min(total, a + batch)) for a in range(0, total, batch)]
+    """The batches of the coding order: 1, 2, 4, ... patches, doubling up to ``batch``, then
+    ``batch`` at a time (the last one smaller).
+
+    Bits-back coding pops every latent of a batch before it can push anything, so the first
+    batch is paid for with initial bits: starting small keeps them near the cost of one patch
+    instead of ``batch`` patches (later batches are paid for by the bits already pushed).
+    """
+    out, a, size = [], 0, 1
+    while a < total:
+        out.append(slice(a, min(total, a + size)))
+        a += size
+        size = min(batch, 2 * size)
+    return out
 
 
 @dataclass

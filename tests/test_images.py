@@ -194,3 +194,9 @@ def test_auto_lanes():
     assert lib.auto_lanes(1) == 16
     assert lib.auto_lanes(768 * 512 * 3) == 576
     assert lib.auto_lanes(10 ** 9) == 1024
+
+
+def test_batch_ramp():
+    sizes = [s.stop - s.start for s in lib._batches(200, 64)]
+    assert sizes == [1, 2, 4, 8, 16, 32, 64, 64, 9] and sum(sizes) == 200
+    assert [s.stop - s.start for s in lib._batches(1, 64)] == [1]
