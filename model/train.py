@@ -517,7 +517,8 @@ def _train(args, rank, world, device, is_root) -> dict:
             if step_in_epoch == steps_per_epoch:
                 break
             if want_ckpt or want_stop:
-                test = run_eval() if want_ckpt else None
+                # a signal stops quickly; a periodic checkpoint or --max-steps also evaluates and exports
+                test = run_eval() if (want_ckpt or not bool(flags[0])) else None
                 if test is not None:
                     log_test(test)
                 checkpoint("stop" if want_stop else "periodic", test)
