@@ -165,3 +165,33 @@ def test_torchrun_launch_exits_cleanly(mnist_root, tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "tr" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet32", "imagenetcrop"])
+def test_rgb_datasets_train(tmp_path, dataset):
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    if dataset == "cifar10":
+        (data / "cifar10").mkdir(parents=True)
+        for split, n in (("train", 16), ("test", 8)):
+            np.savez(data / "cifar10" / f"cifar10_{split}.npz",
+                     images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    elif dataset == "imagenet32":
+        (data / "imagenet32").mkdir(parents=True)
+        np.savez(data / "imagenet32" / "train_data_batch_1.npz", data=rng.integers(0, 256, (16, 3072), dtype=np.uint8))
+        np.savez(data / "imagenet32" / "val_data.npz", data=rng.integers(0, 256, (8, 3072), dtype=np.uint8))
+    else:
+        for sub, n in (("train", 2), ("test", 1)):
+            (data / sub).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(data / sub / f"{k}.png")
+    args = T.build_parser(dataset).parse_args(
+        TINY + ["--zchannels", "2", "--data", str(data), "--out", str(tmp_path / "o"), "--max-steps", "2",
+                "--crop-length", "16"])
+    args.dataset = dataset
+    res = T.train(args)
+    assert res["global_step"] == 2
+    m = load_model(res["export"])
+    assert m.x_shape == (3, 32, 32) and m.z_shape == (2, 16, 16)
+    assert np.isfinite(torch.load(res["export"], weights_only=True)["test_elbo"])
