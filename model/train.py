@@ -392,6 +392,15 @@ def _train(args, rank, world, device, is_root) -> dict:
         except ValueError:  # not in the main thread
             pass
 
+    pbar = None
+
+    def say(msg: str):
+        """Print on its own line, also while a progress bar is active."""
+        if pbar is not None:
+            pbar.write(msg)
+        else:
+            print(msg, flush=True)
+
     def eval_model_state() -> dict:
         src = ema.shadow if ema is not None else model.state_dict()
         return export_state(src, export_dtype)
@@ -433,8 +442,8 @@ def _train(args, rank, world, device, is_root) -> dict:
                            test_elbo=test["elbo"], state_dict=sd, **info)
         ck["best_test_elbo"] = best
         atomic_save(ck, ckpt_path)
-        print(f"[{time.strftime('%H:%M:%S')}] checkpoint ({tag}) at epoch {epoch} step {step_in_epoch}/"
-              f"{steps_per_epoch} (global {global_step}) -> {ckpt_path}", flush=True)
+        say(f"[{time.strftime('%H:%M:%S')}] checkpoint ({tag}) at epoch {epoch} step {step_in_epoch}/"
+              f"{steps_per_epoch} (global {global_step}) -> {ckpt_path}")
 
     def log_test(test: dict):
         if is_root:
@@ -443,9 +452,9 @@ def _train(args, rank, world, device, is_root) -> dict:
             for i, v in enumerate(test["kl"]):
                 writer.add_scalar(f"test/kl/z{i + 1}", v, global_step)
             writer.flush()
-            print(f"[{time.strftime('%H:%M:%S')}] test ELBO {test['elbo']:.4f} bits/dim "
+            say(f"[{time.strftime('%H:%M:%S')}] test ELBO {test['elbo']:.4f} bits/dim "
                   f"(recon {test['recon']:.4f}, kl {' '.join(f'{v:.4f}' for v in test['kl'])}) "
-                  f"on {len(test_eval)} images, epoch {epoch + step_in_epoch / steps_per_epoch:.2f}", flush=True)
+                  f"on {len(test_eval)} images, epoch {epoch + step_in_epoch / steps_per_epoch:.2f}")
 
     if resume is None:
         test = run_eval()
@@ -454,7 +463,6 @@ def _train(args, rank, world, device, is_root) -> dict:
     last_ckpt = time.time()
     t_log, n_log = time.time(), 0
     done = global_step >= args.max_steps > 0
-    pbar = None
     while epoch < args.epochs and not done:
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):
