@@ -195,3 +195,30 @@ def test_rgb_datasets_train(tmp_path, dataset):
     m = load_model(res["export"])
     assert m.x_shape == (3, 32, 32) and m.z_shape == (2, 16, 16)
     assert np.isfinite(torch.load(res["export"], weights_only=True)["test_elbo"])
+
+
+def test_rank_from_open_mpi_environment(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PMI_RANK", "PMI_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "0")
+    rank, world, local, device = T.setup_distributed("cpu")
+    assert (rank, world, local, device.type) == (0, 1, 0, "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("mpiexec") is None, reason="Open MPI not installed")
+def test_mpiexec_launch(mnist_root, tmp_path):
+    import shutil
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT=str(free_port()))
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    extra = ["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    cmd = [shutil.which("mpiexec"), *extra, "--oversubscribe", "-np", "2", "-x", "PYTHONPATH", "-x", "MASTER_PORT",
+           "-x", "OMP_NUM_THREADS", sys.executable, str(ROOT / "model" / "mnist_train.py"), *TINY,
+           "--data", str(mnist_root), "--out", str(tmp_path / "mpi"), "--max-steps", "2"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    ck = torch.load(tmp_path / "mpi" / "checkpoint.pt", weights_only=True)
+    assert ck["world"] == 2 and ck["global_step"] == 2
