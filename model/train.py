@@ -31,6 +31,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ from bitswap import data as bsdata  # noqa: E402
 from bitswap.vae import ResNetVAE, VAEConfig, config_for, save_model  # noqa: E402
 
 CHECKPOINT_FORMAT = "bitswap-train-checkpoint"
+
+# Convolutions with one input channel (MNIST latents) get gradients whose (size-1) stride differs
+# from the parameter's; DDP warns about it although the layout is equivalent.
+warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
 # Defaults per dataset, from the original Bit-Swap training scripts.
 DATASET_DEFAULTS = {
