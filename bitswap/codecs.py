@@ -1,0 +1,272 @@
+"""Codecs: push/pop pairs over a :class:`~bitswap.ans.Message`.
+
+A codec is built from the parameters of one distribution per lane (numpy arrays with
+one entry per lane) and offers
+
+- ``push(msg, symbols) -> bits``: encode one symbol per lane, return the information
+  content of each (``-log2`` of its quantized probability, float64 per lane);
+- ``pop(msg) -> (symbols, bits)``: the exact inverse.
+
+A codec with ``n`` lanes works on the first ``n / streams`` lanes of each stream of the
+message (see :mod:`bitswap.ans`), so tensors of different sizes (pixels and smaller
+latents) share one message and every image stays in its own stream.
+
+Quantization
+------------
+Every discrete distribution here is a CDF ``F`` over ``K`` bins, mapped to integers at
+precision ``p`` (``M = 2**p``) by ``C(j) = trunc(F(e_j) * (M - K)) + j``. ``C`` is strictly
+increasing, ``C(0) = 0`` and ``C(K) = M``, so every bin keeps a frequency of at least 1,
+whatever the float values. Encoder and decoder compute ``C(j)`` with the same float64
+operations on the same inputs, elementwise, so they agree bit for bit.
+
+Decoding never builds a per-lane table of ``K`` entries: :func:`_search` finds the
+bin index, evaluating ``C`` at one index per lane per step (``log2 K`` steps). Encoding
+evaluates ``C`` at the two edges of the symbol's bin.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .ans import Message
+
+DEFAULT_PRECISION = 24
+
+
+def _as_f64(a, n: int | None = None, name: str = "parameter") -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=np.float64).reshape(-1))
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _check_symbols(symbols, n: int, nbins: int) -> np.ndarray:
+    x = np.asarray(symbols)
+    if x.size != n:
+        raise ValueError(f"expected {n} symbols, got {x.size}")
+    if x.dtype.kind not in "iub":
+        if x.dtype.kind == "f" and np.all(np.floor(x) == x):
+            x = x.astype(np.int64)
+        else:
+            raise ValueError(f"symbols must be integers, got dtype {x.dtype}")
+    x = x.reshape(-1)
+    if n and (x.min() < 0 or x.max() >= nbins):
+        raise ValueError(f"symbol outside the alphabet [0, {nbins})")
+    return x.astype(np.uint64)
+
+
+_CHUNK = 1 << 15   # lanes per bisection block: keeps the working arrays in cache
+
+
+def _search(cdf: Callable[[np.ndarray, slice], np.ndarray], cf: np.ndarray,
+            nbins: int) -> np.ndarray:
+    """Per lane, the bin j with C(j) <= cf < C(j + 1).
+
+    A branchless binary search over powers of two: ``lo += step`` wherever
+    ``C(lo + step) <= cf``. ``C`` is evaluated at one index per lane per step
+    (``ceil(log2 K)`` steps) and must accept indices up to the next power of two
+    (beyond K it must exceed every cf, which ``C(j) >= M`` guarantees). Large inputs
+    are processed in blocks of lanes so that the temporaries stay in cache.
+    """
+    n = cf.shape[0]
+    out = np.empty(n, dtype=np.uint64)
+    steps = [np.uint64(1 << k) for k in reversed(range(int(nbins - 1).bit_length()))]
+    for a in range(0, n, _CHUNK):
+        sl = slice(a, min(n, a + _CHUNK))
+        target = cf[sl]
+        lo = np.zeros(target.shape[0], dtype=np.uint64)
+        for step in steps:
+            probe = lo + step
+            lo += (cdf(probe, sl) <= target) * step
+        out[sl] = lo
+    return out
+
+
+class Codec:
+    """Base class: a push/pop pair over ``n`` lanes."""
+
+    n: int
+    precision: int
+
+    def _bits(self, freqs: np.ndarray) -> np.ndarray:
+        return self.precision - np.log2(freqs.astype(np.float64))
+
+    def push(self, msg: Message, symbols) -> np.ndarray:
+        raise NotImplementedError
+
+    def pop(self, msg: Message) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class Uniform(Codec):
+    """Uniform over ``[0, 2**bits)``: one symbol costs exactly ``bits`` bits."""
+
+    def __init__(self, n: int, bits: int):
+        if not 1 <= bits <= 31:
+            raise ValueError("Uniform bits must be in [1, 31]")
+        self.n, self.precision = n, bits
+
+    def push(self, msg, symbols):
+        x = _check_symbols(symbols, self.n, 1 << self.precision)
+        msg.push(x, np.ones(self.n, dtype=np.uint64), self.precision)
+        return np.full(self.n, float(self.precision))
+
+    def pop(self, msg):
+        x = msg.peek(self.precision, self.n).copy()
+        msg.pop(x, np.ones(self.n, dtype=np.uint64), self.precision)
+        return x.astype(np.int64), np.full(self.n, float(self.precision))
+
+
+class _QuantizedCDF(Codec):
+    """Shared push/pop for codecs defined by a quantized CDF ``_cdf(j)`` over K bins."""
+
+    nbins: int
+
+    def _cdf(self, j: np.ndarray, sl: slice = slice(None)) -> np.ndarray:
+        """Quantized CDF C(j) for the lanes ``sl`` (one index per lane)."""
+        raise NotImplementedError
+
+    def _setup(self, n: int, nbins: int, precision: int) -> None:
+        if not 1 <= precision <= 31:
+            raise ValueError("precision must be in [1, 31]")
+        if nbins < 1 or (1 << precision) < nbins:
+            raise ValueError(f"{nbins} bins do not fit at precision {precision}")
+        self.n, self.nbins, self.precision = n, nbins, precision
+        self._total = np.uint64(1 << precision)
+        self._scale = float((1 << precision) - nbins)
+
+    def push(self, msg, symbols):
+        x = _check_symbols(symbols, self.n, self.nbins)
+        start = self._cdf(x)
+        freq = self._cdf(x + np.uint64(1)) - start
+        msg.push(start, freq, self.precision)
+        return self._bits(freq)
+
+    def pop(self, msg):
+        cf = msg.peek(self.precision, self.n)
+        x = _search(self._cdf, cf, self.nbins)
+        start = self._cdf(x)
+        freq = self._cdf(x + np.uint64(1)) - start
+        msg.pop(start, freq, self.precision)
+        return x.astype(np.int64), self._bits(freq)
+
+
+class LogisticBins(_QuantizedCDF):
+    """A logistic (mu, scale) per lane, coded over fixed bin edges.
+
+    ``edges`` has shape ``(K + 1,)`` (shared by all lanes) or ``(D, K + 1)``: lane ``l``
+    then uses row ``rows[l]``, by default ``l % D`` (lanes are images x dimensions,
+    dimension fastest). The first and last edges are treated as -inf and +inf, so the
+    bins cover the real line.
+    This is Bit-Swap's latent codec: the bins are the discretization of a latent layer.
+    """
+
+    def __init__(self, mu, scale, edges, precision: int = DEFAULT_PRECISION, rows=None):
+        mu = _as_f64(mu, name="mu")
+        n = mu.shape[0]
+        scale = _as_f64(scale, n, "scale")
+        if np.any(scale <= 0):
+            raise ValueError("scale must be positive")
+        edges = np.asarray(edges, dtype=np.float64)
+        if edges.ndim == 1:
+            edges = edges[None, :]
+        if edges.ndim != 2 or edges.shape[1] < 2:
+            raise ValueError("edges must have shape (K + 1,) or (D, K + 1)")
+        D, K1 = edges.shape
+        if rows is None:
+            if n % D:
+                raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
+            rows = np.arange(n) % D
+        else:
+            rows = np.asarray(rows).reshape(-1)
+            if rows.shape[0] != n or (n and (rows.min() < 0 or rows.max() >= D)):
+                raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
+        inner = edges[:, 1:-1]
+        if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
+            raise ValueError("inner bin edges must be finite and non-decreasing")
+        self._setup(n, K1 - 1, precision)
+        # The outer edges are open (F = 0 and 1 exactly there), and the rows are padded
+        # with +inf up to a power of two plus one for the search.
+        width = (1 << int(K1 - 2).bit_length()) + 1
+        table = np.full((D, width), np.inf)
+        table[:, : K1 - 1] = edges[:, :-1]
+        table[:, 0] = -np.inf
+        self._mu = mu
+        self._inv_scale = 1.0 / scale
+        self._edges = table.reshape(-1)
+        self._row = rows.astype(np.uint64) * np.uint64(width) if D > 1 else None
+
+    def _cdf(self, j, sl=slice(None)):
+        e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
+        with np.errstate(over="ignore"):
+            e = np.exp((self._mu[sl] - e) * self._inv_scale[sl])
+        return (self._scale / (1.0 + e)).astype(np.uint64) + j
+
+
+class DiscretizedLogistic(LogisticBins):
+    """The pixel likelihood: a logistic per sub-pixel over the 256 values.
+
+    Value ``v`` is ``x = 2v/255 - 1`` in the [-1, 1] pixel space and owns the bin
+    ``[x - 1/255, x + 1/255]``; the bins of 0 and 255 extend to -inf and +inf. This is
+    exactly the likelihood the VAE trains with (PixelCNN++ style).
+    """
+
+    EDGES = np.concatenate([[-np.inf], (2.0 * np.arange(1, 256) - 1.0) / 255.0 - 1.0, [np.inf]])
+
+    def __init__(self, mu, scale, precision: int = DEFAULT_PRECISION):
+        super().__init__(mu, scale, self.EDGES, precision)
+
+
+class Categorical(_QuantizedCDF):
+    """A categorical distribution from (unnormalised) probabilities.
+
+    ``probs`` is ``(K,)`` for one table shared by all ``n`` lanes, or ``(n, K)``.
+    """
+
+    def __init__(self, probs, n: int | None = None, precision: int = DEFAULT_PRECISION):
+        p = np.asarray(probs, dtype=np.float64)
+        if p.ndim == 1:
+            if n is None:
+                raise ValueError("give n, the number of lanes, for a shared table")
+            p = p[None, :]
+        elif p.ndim != 2 or (n is not None and p.shape[0] != n):
+            raise ValueError("probs must have shape (K,) or (n, K)")
+        n = p.shape[0] if n is None else n
+        if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(axis=1) <= 0):
+            raise ValueError("probabilities must be finite, non-negative and not all zero")
+        K = p.shape[1]
+        self._setup(n, K, precision)
+        F = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
+        F = np.concatenate([np.zeros((p.shape[0], 1)), np.minimum(F, 1.0)], axis=1)
+        width = (1 << int(K - 1).bit_length()) + 1     # padded for the search
+        table = np.empty((p.shape[0], width), dtype=np.uint64)
+        table[:, : K + 1] = (F * self._scale).astype(np.uint64) + np.arange(K + 1, dtype=np.uint64)
+        table[:, 0], table[:, K:] = 0, self._total
+        self._table = table.reshape(-1)
+        self._row = None if p.shape[0] == 1 else np.arange(n, dtype=np.uint64) * np.uint64(width)
+
+    def _cdf(self, j, sl=slice(None)):
+        return self._table[j if self._row is None else self._row[sl] + j]
+
+
+class Serial(Codec):
+    """Codecs applied one after another; pop runs them in reverse order.
+
+    ``push(msg, [s0, s1, ...])`` pushes ``s0`` with the first codec, then ``s1``...
+    """
+
+    def __init__(self, codecs: Sequence[Codec]):
+        self.codecs = list(codecs)
+
+    def push(self, msg, symbols):
+        if len(symbols) != len(self.codecs):
+            raise ValueError(f"expected {len(self.codecs)} symbol arrays")
+        return [c.push(msg, s) for c, s in zip(self.codecs, symbols)]
+
+    def pop(self, msg):
+        out = [c.pop(msg) for c in reversed(self.codecs)][::-1]
+        return [s for s, _ in out], [b for _, b in out]
