@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 from bitswap import zoo
-from bitswap.data import DatasetMissingError, load_dataset
 from bitswap.discretization import (DEFAULT_QUANTBITS, DEFAULT_SAMPLES, DEFAULT_STRATEGY, STRATEGIES,
-                                    cached_bins, default_cache_dir)
+                                    dataset_bins, default_cache_dir)
 
 
 def main(argv=None) -> int:
@@ -37,19 +34,13 @@ def main(argv=None) -> int:
     try:
         model = zoo.load(args.model, args.device)
         dataset = args.dataset or getattr(model.config, "dataset", "") or "mnist"
-        try:
-            train = load_dataset(dataset, "train", args.data, download=False)
-            train = train[np.random.default_rng(0).choice(len(train), min(len(train), 20000), replace=False)]
-            tag = f"{dataset}-train"
-        except (DatasetMissingError, FileNotFoundError, ValueError):
-            train, tag = None, ""
-        bins = cached_bins(model, args.quantbits, args.bins, data=train, nsamples=args.nsamples,
-                           cache_dir=args.cache, data_tag=tag)
+        bins, source = dataset_bins(model, dataset, args.data, args.quantbits, args.bins,
+                                    args.nsamples, cache_dir=args.cache)
     except (zoo.ModelError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.model}: {bins.nz} layers x {bins.edges[0].shape[0]} dims x {2 ** bins.quantbits} bins "
-          f"({bins.strategy}, samples: {tag or 'prior only'}), digest {bins.digest[:16]}, "
+          f"({bins.strategy}, {source}), digest {bins.digest[:16]}, "
           f"cache {args.cache or default_cache_dir()}")
     return 0
 

@@ -216,3 +216,23 @@ def cached_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAU
     except OSError:
         pass                                      # a read-only cache is not an error
     return bins
+
+
+def dataset_bins(model, dataset: str, root, quantbits: int = DEFAULT_QUANTBITS,
+                 strategy: str = DEFAULT_STRATEGY, nsamples: int = DEFAULT_SAMPLES,
+                 cache_dir=None, max_images: int = 20000) -> tuple[LatentBins, str]:
+    """The bins the experiment scripts use: posterior samples from (a fixed subset of) the
+    dataset's training split under ``root`` when it is there, ancestral samples only
+    otherwise. Returns the bins and a description of their samples."""
+    from .data import DatasetMissingError, load_dataset
+    try:
+        train = load_dataset(dataset, "train", root, download=False)
+    except (DatasetMissingError, FileNotFoundError):
+        train = None
+    if train is None or len(train) == 0:
+        return cached_bins(model, quantbits, strategy, None, nsamples, cache_dir=cache_dir), "prior samples"
+    pick = np.random.default_rng(0).choice(len(train), min(len(train), max_images), replace=False)
+    tag = f"{dataset}-train-{len(train)}"
+    bins = cached_bins(model, quantbits, strategy, train[np.sort(pick)], nsamples,
+                       cache_dir=cache_dir, data_tag=tag)
+    return bins, f"prior and {dataset} training samples"

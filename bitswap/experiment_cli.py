@@ -20,7 +20,7 @@ import torch
 from . import zoo
 from .coders import DEFAULT_LANES, Coder
 from .data import DatasetMissingError, load_dataset
-from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, cached_bins
+from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
                           experiment_indices, run_experiments, summarize)
 from .results import result_name, save_results
@@ -82,13 +82,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     if model.nz != args.nz and args.model is None:
         raise zoo.ModelError(f"{name} has nz={model.nz}")
     images = load_dataset(dataset, "test", args.data)
-    try:
-        train = load_dataset(dataset, "train", args.data, download=False)
-        train = train[np.random.default_rng(0).choice(len(train), min(len(train), 20000), replace=False)]
-        tag = f"{dataset}-train"
-    except (DatasetMissingError, FileNotFoundError):
-        train, tag = None, ""
-    bins = cached_bins(model, args.quantbits, args.bins, data=train, data_tag=tag)
+    bins, bins_from = dataset_bins(model, dataset, args.data, args.quantbits, args.bins)
     coder = Coder(model, bins, bitswap=bool(args.bitswap), lanes=args.lanes, device=device)
     indices = experiment_indices(len(images), args.experiments, args.ndatapoints, args.seed)
     scheme = "bitswap" if args.bitswap else "bbans"
@@ -98,7 +92,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
                                    elbo=_elbo_fn(model, device, args.seed),
                                    stream_dir=out / "streams" / stem, progress=not args.quiet)
     meta.update(dataset=dataset, model=name, scheme=scheme, device=str(device),
-                bins_from=tag or "prior samples", bins_digest=bins.digest)
+                bins_from=bins_from, bins_digest=bins.digest)
     summary = summarize(meta, arrays)
     meta["summary"] = summary
     path = save_results(out / f"{stem}.npz", meta, **arrays)
