@@ -31,7 +31,9 @@ import numpy as np
 import torch
 
 STRATEGIES = ("quantile", "uniform")
-DEFAULT_STRATEGY = "quantile"
+# Measured on MNIST nz=8 (4 experiments x 25 images, -ELBO 1.527): uniform 1.5311 net,
+# 1.701 total after 25 images, 3592 initial bits; quantile 1.5314, 1.711, 3816.
+DEFAULT_STRATEGY = "uniform"
 DEFAULT_QUANTBITS = 10
 DEFAULT_SAMPLES = 8192
 _CACHE_VERSION = 1
