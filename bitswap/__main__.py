@@ -77,7 +77,8 @@ def cmd_compress(args) -> int:
         planes = any(e.coding == 1 for e in res.container.header.images)
         print(f"{out}: {len(srcs)} image{'s' if len(srcs) > 1 else ''}, {res.subpixels} sub-pixels -> "
               f"{len(res.data)} bytes, {res.bits_per_subpixel:.4f} bits per sub-pixel "
-              f"(PNG {8 * png / res.subpixels:.4f}: {len(res.data) / png:.3f}x the PNG size); "
+              f"(PNG {8 * png / res.subpixels:.4f}: {len(res.data) / png:.3f}x the PNG size; "
+              f"{res.initial_bits} initial bits included); "
               f"model {res.container.header.model_name}"
               f"{' (RGB coded as 3 grey planes)' if planes else ''}, {time.perf_counter() - t0:.1f} s")
     return 0
@@ -89,6 +90,8 @@ def _read_container(path: str):
     try:
         if p.is_dir():
             raise CLIError(f"{p}: is a directory, not a .bsw file")
+        if p.exists() and not p.is_file():
+            raise CLIError(f"{p}: not a regular file")
         if p.stat().st_size > MAX_FILE_BYTES:
             raise CLIError(f"{p}: {p.stat().st_size} bytes is larger than any .bsw file this program writes")
         data = p.read_bytes()

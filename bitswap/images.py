@@ -120,6 +120,8 @@ def read_image(path: str | os.PathLike, limits: Limits | None = None) -> SourceI
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
+    if path.exists() and not path.is_file():
+        raise ImageError(f"{path}: not a regular file")        # a FIFO or device would block
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -230,6 +232,12 @@ def png_size(src: SourceImage) -> int:
     return buf.tell()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename.
 
@@ -241,6 +249,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
                                suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
@@ -364,6 +373,12 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     (limits or Limits()).check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
     if not 1 <= batch <= fmt.MAX_BATCH:
         raise ValueError(f"--batch must be in 1..{fmt.MAX_BATCH}")
+    if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
+        raise ValueError("--quantbits must be in 1..16 and below the ANS precision (at most 31)")
+    if strategy not in fmt.STRATEGY_CODES:
+        raise ValueError(f"unknown bins strategy {strategy!r}")
+    if not 0 <= seed < (1 << 63):
+        raise ValueError("--seed must be in [0, 2**63)")
     mch = model_channels(model)
     subpixels = sum(im.pixels.size for im in images)
     lanes = auto_lanes(subpixels) if lanes is None else int(lanes)
@@ -464,7 +479,8 @@ def describe(c: Container, nbytes: int | None = None) -> str:
         f"coder        {'Bit-Swap' if h.bitswap else 'BB-ANS'}, {h.quantbits}-bit latent bins ({h.strategy}, "
         f"digest {h.bins_digest.hex()[:16]}...), ANS precision {h.precision}, {h.lanes} lanes, "
         f"batches of {h.batch} patches, initial-bits seed {h.seed}",
-        f"payload      {len(c.payload)} bytes (ANS message)",
+        f"payload      {len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits "
+        f"from the seed are part of it)",
         f"images       {len(h.images)}, {sub} sub-pixels",
     ]
     for e in h.images:

@@ -415,6 +415,9 @@ def _train(args, rank, world, device, is_root) -> dict:
         saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(eval_model_state())
         res = evaluate(model, test_eval, rank, world, device, max(local_batch, 64), args.seed, args.amp)
+        if writer is not None:  # samples from the model, with fixed noise (no global RNG use)
+            gen = torch.Generator(device=device).manual_seed(args.seed)
+            writer.add_images("samples", model.sample(32, generator=gen).float() / 255.0, global_step)
         model.load_state_dict(saved)
         model.train()
         return res

@@ -75,6 +75,10 @@ def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
     for k in ("g", "c", "one"):
         assert same_image(env[k], tmp_path / "dec" / f"{k}.png")
     assert sorted(os.listdir(tmp_path)) == ["dec", "out.bsw"]      # no temporary files left
+    mask = os.umask(0o022)
+    os.umask(mask)
+    mode = 0o666 & ~mask
+    assert bsw.stat().st_mode & 0o777 == mode and (tmp_path / "dec" / "g.png").stat().st_mode & 0o777 == mode
 
 
 def test_round_trip_rgb_model(env, capsys, tmp_path):
@@ -136,8 +140,16 @@ def test_input_errors(env, capsys, tmp_path):
     fail(capsys, "not an image file", "compress", env["g"], tmp_path / "t.txt", "-o", o, *m)
     fail(capsys, "no such file", "compress", tmp_path / "nope.png", "-o", o, *m)
     fail(capsys, "is a directory", "compress", tmp_path, "-o", o, *m)
+    os.mkfifo(tmp_path / "fifo")
+    fail(capsys, "not a regular file", "compress", tmp_path / "fifo", "-o", o, *m)
+    fail(capsys, "not a regular file", "decompress", tmp_path / "fifo", "-o", tmp_path / "x", *m)
+    (tmp_path / "fifo").unlink()
     fail(capsys, "more than the limit of 0.001", "compress", env["c"], "-o", o, *m, "--max-megapixels", "0.001")
     fail(capsys, "in all", "compress", env["c"], env["g"], "-o", o, *m, "--max-total-megapixels", "0.003")
+    fail(capsys, "--quantbits must be in 1..16", "compress", env["g"], "-o", o, *m, "--quantbits", "20")
+    fail(capsys, "--batch must be", "compress", env["g"], "-o", o, *m, "--batch", "0")
+    fail(capsys, "--lanes must be", "compress", env["g"], "-o", o, *m, "--lanes", "0")
+    fail(capsys, "--seed must be", "compress", env["g"], "-o", o, *m, "--seed", "-1")
     fail(capsys, "does not exist", "compress", env["g"], "-o", tmp_path / "no" / "dir" / "o.bsw", *m)
     fail(capsys, "is a directory", "compress", env["g"], "-o", tmp_path, *m)
     fail(capsys, "refusing to overwrite the input", "compress", env["g"], "-o", env["g"], *m)
@@ -206,9 +218,10 @@ def test_script_gives_the_same_bits_as_the_cli(env, capsys, tmp_path):
     for k in ("c", "one"):
         (folder / env[k].name).write_bytes(env[k].read_bytes())
     assert script.main(["--folder", str(folder), "--model", str(env["rgb"]), "--out", str(tmp_path / "res"),
+                        "--codecs", "png",
                         "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "mean" in out and "PNG" in out
+    assert "mean" in out and "png" in out
     for k in ("c", "one"):
         assert run(capsys, "compress", env[k], "-o", tmp_path / f"{k}.bsw", "--model", env["rgb"])[0] == 0
         assert (tmp_path / f"{k}.bsw").read_bytes() == (tmp_path / "res" / "bsw" / f"{k}.bsw").read_bytes()
