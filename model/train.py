@@ -89,6 +89,10 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     a("--seed", type=int, default=99)
     a("--data", default="data", help="data root (see bitswap.data); for imagenetcrop a folder of images")
     a("--out", default=None, help="output folder (checkpoints, TensorBoard logs, exported weights)")
+    a("--init-from", default=None, metavar="WEIGHTS",
+      help="start from exported/shipped weights (a .pt file or a shipped name such as mnist-nz8): "
+           "their config and weights, a fresh optimizer, the learning-rate schedule continued from "
+           "their global step")
     a("--resume", nargs="?", const="auto", default=None,
       help="resume from a checkpoint (default: OUT/checkpoint.pt)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -335,6 +339,13 @@ def _train(args, rank, world, device, is_root) -> dict:
         if resume["world"] != world:
             print(f"warning: checkpoint was written by {resume['world']} processes, resuming with {world}; "
                   "the continuation is not bit-identical", file=sys.stderr)
+    elif args.init_from:
+        from bitswap import zoo
+        from bitswap.vae import load_model
+        _, init_path, _ = zoo.resolve(args.init_from)
+        init_payload = torch.load(init_path, map_location="cpu", weights_only=True)
+        init_model = load_model(init_payload)
+        config = init_model.config
     else:
         config = make_config(args)
 
@@ -349,7 +360,13 @@ def _train(args, rank, world, device, is_root) -> dict:
     if steps_per_epoch == 0:
         raise SystemExit("the training set is smaller than one batch")
 
-    if resume is None:
+    if resume is None and args.init_from:
+        model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
+                               for k, v in init_model.state_dict().items()})
+        epoch, step_in_epoch = 0, 0
+        global_step = int((init_payload.get("train") or {}).get("global_step", 0))
+        best = float("inf")
+    elif resume is None:
         # data-dependent init on the same images on every rank (DDP also broadcasts rank 0's weights)
         n_init = min(args.init_images, len(train_set))
         init_idx = np.sort(np.random.default_rng(args.seed).choice(len(train_set), n_init, replace=False))

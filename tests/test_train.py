@@ -222,3 +222,19 @@ def test_mpiexec_launch(mnist_root, tmp_path):
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     ck = torch.load(tmp_path / "mpi" / "checkpoint.pt", weights_only=True)
     assert ck["world"] == 2 and ck["global_step"] == 2
+
+
+def test_init_from_exported_weights(mnist_root, tmp_path):
+    """Training continues from a shipped/exported file: its config and weights, the learning
+    rate schedule from its global step."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    T.train(args_for(mnist_root, first, "--max-steps", "3"))
+    exported = first / "mnist_nz2.pt"
+    start = load_model(exported)
+    res = T.train(args_for(mnist_root, second, "--max-steps", "5", "--init-from", str(exported)))
+    assert res["global_step"] == 5                           # continued from step 3
+    after = load_model(second / "mnist_nz2.pt")
+    assert after.config == start.config
+    assert state_hash(after.state_dict()) != state_hash(start.state_dict())
+    with pytest.raises(Exception):
+        T.train(args_for(mnist_root, tmp_path / "x", "--init-from", str(tmp_path / "missing.pt")))
