@@ -199,6 +199,13 @@ def _pil_png_encode(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _pil_webp_encode(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(_to_hwc(img, rgb=True)).save(buf, format="WEBP", lossless=True,
+                                                 quality=100)
+    return buf.getvalue()
+
+
 def _pil_decode(data: bytes, shape: tuple) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         return _from_hwc(np.asarray(im), shape)
@@ -242,7 +249,7 @@ def _builtin_codecs() -> list[Codec]:
               "same PNG files as 'png', counting only the IDAT chunk payloads (compressed "
               "image data; no signature, IHDR, IEND, chunk lengths or CRCs)",
               _pillow_available("PNG"), png_idat_bytes),
-        Codec("webp", "WebP lossless", "image",
+        Codec("webp", "WebP lossless (method 6)", "image",
               lambda x: imagecodecs.webp_encode(_to_hwc(x, rgb=True), level=WEBP_QUALITY,
                                                 lossless=True, method=WEBP_METHOD),
               _ic_decoder("webp_decode"),
@@ -250,6 +257,11 @@ def _builtin_codecs() -> list[Codec]:
               f"method={WEBP_METHOD}) (libwebp; = cwebp -lossless -q 100 -m 6); WebP has no "
               "grayscale mode: gray is coded as RGB with equal channels",
               _ic_available("WEBP")),
+        Codec("webp-pillow", "WebP lossless (Pillow, method 4)", "image",
+              _pil_webp_encode, _pil_decode,
+              "Pillow Image.save(format='WEBP', lossless=True, quality=100) (method 4, "
+              "Pillow's default; the Bit-Swap paper's setting); gray is coded as RGB",
+              _pillow_available("WEBP")),
         Codec("jpeg2000", "JPEG 2000 (reversible)", "image",
               lambda x: imagecodecs.jpeg2k_encode(_to_hwc(x), reversible=True,
                                                   codecformat="J2K", numthreads=1),

@@ -20,7 +20,7 @@ import torch
 from . import zoo
 from .coders import DEFAULT_LANES, Coder
 from .data import DatasetMissingError, load_dataset
-from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, cached_bins
+from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
                           experiment_indices, run_experiments, summarize)
 from .results import result_name, save_results
@@ -63,7 +63,7 @@ def _elbo_fn(model, device, seed):
     return elbo
 
 
-def print_summary(title: str, s: dict) -> None:
+def print_summary(title: str, s: dict, paper_unit: float = 1.0) -> None:
     after = "  ".join(f"after {k}: {v:.3f}" for k, v in sorted(s["total_after"].items()))
     print(title)
     print(f"  net bits/dim          {s['net']:.4f}")
@@ -72,6 +72,10 @@ def print_summary(title: str, s: dict) -> None:
     print(f"  initial bits          {s['initial_bits_first']:.0f} after the first image, "
           f"{s['initial_bits_end']:.0f} at the end (mean over experiments)")
     print(f"  images/s              encode {s['encode_images_per_s']:.1f}, decode {s['decode_images_per_s']:.1f}")
+    if paper_unit != 1.0:
+        after_p = "  ".join(f"after {k}: {paper_unit * v:.3f}" for k, v in sorted(s["total_after"].items()))
+        print(f"  per 28x28 pixel       net {paper_unit * s['net']:.4f}, -ELBO {paper_unit * s['elbo']:.4f}, "
+              f"total {after_p}   (the paper's MNIST unit: x 1024/784)")
     print("  decoded images        identical to the originals (checked)")
 
 
@@ -82,13 +86,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     if model.nz != args.nz and args.model is None:
         raise zoo.ModelError(f"{name} has nz={model.nz}")
     images = load_dataset(dataset, "test", args.data)
-    try:
-        train = load_dataset(dataset, "train", args.data, download=False)
-        train = train[np.random.default_rng(0).choice(len(train), min(len(train), 20000), replace=False)]
-        tag = f"{dataset}-train"
-    except (DatasetMissingError, FileNotFoundError):
-        train, tag = None, ""
-    bins = cached_bins(model, args.quantbits, args.bins, data=train, data_tag=tag)
+    bins, bins_from = dataset_bins(model, dataset, args.data, args.quantbits, args.bins)
     coder = Coder(model, bins, bitswap=bool(args.bitswap), lanes=args.lanes, device=device)
     indices = experiment_indices(len(images), args.experiments, args.ndatapoints, args.seed)
     scheme = "bitswap" if args.bitswap else "bbans"
@@ -98,13 +96,14 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
                                    elbo=_elbo_fn(model, device, args.seed),
                                    stream_dir=out / "streams" / stem, progress=not args.quiet)
     meta.update(dataset=dataset, model=name, scheme=scheme, device=str(device),
-                bins_from=tag or "prior samples", bins_digest=bins.digest)
+                bins_from=bins_from, bins_digest=bins.digest)
     summary = summarize(meta, arrays)
     meta["summary"] = summary
     path = save_results(out / f"{stem}.npz", meta, **arrays)
     (out / f"{stem}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
-                  f"({args.experiments} experiments x {args.ndatapoints} images, model {name})", summary)
+                  f"({args.experiments} experiments x {args.ndatapoints} images, model {name}; "
+                  f"bits per coded dimension)", summary, paper_unit=1024 / 784 if dataset == "mnist" else 1.0)
     print(f"  results               {path}")
     return meta
 

@@ -31,6 +31,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ from bitswap import data as bsdata  # noqa: E402
 from bitswap.vae import ResNetVAE, VAEConfig, config_for, save_model  # noqa: E402
 
 CHECKPOINT_FORMAT = "bitswap-train-checkpoint"
+
+# Convolutions with one input channel (MNIST latents) get gradients whose (size-1) stride differs
+# from the parameter's; DDP warns about it although the layout is equivalent.
+warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
 # Defaults per dataset, from the original Bit-Swap training scripts.
 DATASET_DEFAULTS = {
@@ -84,6 +89,10 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     a("--seed", type=int, default=99)
     a("--data", default="data", help="data root (see bitswap.data); for imagenetcrop a folder of images")
     a("--out", default=None, help="output folder (checkpoints, TensorBoard logs, exported weights)")
+    a("--init-from", default=None, metavar="WEIGHTS",
+      help="start from exported/shipped weights (a .pt file or a shipped name such as mnist-nz8): "
+           "their config and weights, a fresh optimizer, the learning-rate schedule continued from "
+           "their global step")
     a("--resume", nargs="?", const="auto", default=None,
       help="resume from a checkpoint (default: OUT/checkpoint.pt)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -330,6 +339,13 @@ def _train(args, rank, world, device, is_root) -> dict:
         if resume["world"] != world:
             print(f"warning: checkpoint was written by {resume['world']} processes, resuming with {world}; "
                   "the continuation is not bit-identical", file=sys.stderr)
+    elif args.init_from:
+        from bitswap import zoo
+        from bitswap.vae import load_model
+        _, init_path, _ = zoo.resolve(args.init_from)
+        init_payload = torch.load(init_path, map_location="cpu", weights_only=True)
+        init_model = load_model(init_payload)
+        config = init_model.config
     else:
         config = make_config(args)
 
@@ -344,7 +360,13 @@ def _train(args, rank, world, device, is_root) -> dict:
     if steps_per_epoch == 0:
         raise SystemExit("the training set is smaller than one batch")
 
-    if resume is None:
+    if resume is None and args.init_from:
+        model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
+                               for k, v in init_model.state_dict().items()})
+        epoch, step_in_epoch = 0, 0
+        global_step = int((init_payload.get("train") or {}).get("global_step", 0))
+        best = float("inf")
+    elif resume is None:
         # data-dependent init on the same images on every rank (DDP also broadcasts rank 0's weights)
         n_init = min(args.init_images, len(train_set))
         init_idx = np.sort(np.random.default_rng(args.seed).choice(len(train_set), n_init, replace=False))
@@ -392,6 +414,15 @@ def _train(args, rank, world, device, is_root) -> dict:
         except ValueError:  # not in the main thread
             pass
 
+    pbar = None
+
+    def say(msg: str):
+        """Print on its own line, also while a progress bar is active."""
+        if pbar is not None:
+            pbar.write(msg)
+        else:
+            print(msg, flush=True)
+
     def eval_model_state() -> dict:
         src = ema.shadow if ema is not None else model.state_dict()
         return export_state(src, export_dtype)
@@ -401,6 +432,9 @@ def _train(args, rank, world, device, is_root) -> dict:
         saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(eval_model_state())
         res = evaluate(model, test_eval, rank, world, device, max(local_batch, 64), args.seed, args.amp)
+        if writer is not None:  # samples from the model, with fixed noise (no global RNG use)
+            gen = torch.Generator(device=device).manual_seed(args.seed)
+            writer.add_images("samples", model.sample(32, generator=gen).float() / 255.0, global_step)
         model.load_state_dict(saved)
         model.train()
         return res
@@ -433,8 +467,8 @@ def _train(args, rank, world, device, is_root) -> dict:
                            test_elbo=test["elbo"], state_dict=sd, **info)
         ck["best_test_elbo"] = best
         atomic_save(ck, ckpt_path)
-        print(f"[{time.strftime('%H:%M:%S')}] checkpoint ({tag}) at epoch {epoch} step {step_in_epoch}/"
-              f"{steps_per_epoch} (global {global_step}) -> {ckpt_path}", flush=True)
+        say(f"[{time.strftime('%H:%M:%S')}] checkpoint ({tag}) at epoch {epoch} step {step_in_epoch}/"
+              f"{steps_per_epoch} (global {global_step}) -> {ckpt_path}")
 
     def log_test(test: dict):
         if is_root:
@@ -443,9 +477,9 @@ def _train(args, rank, world, device, is_root) -> dict:
             for i, v in enumerate(test["kl"]):
                 writer.add_scalar(f"test/kl/z{i + 1}", v, global_step)
             writer.flush()
-            print(f"[{time.strftime('%H:%M:%S')}] test ELBO {test['elbo']:.4f} bits/dim "
+            say(f"[{time.strftime('%H:%M:%S')}] test ELBO {test['elbo']:.4f} bits/dim "
                   f"(recon {test['recon']:.4f}, kl {' '.join(f'{v:.4f}' for v in test['kl'])}) "
-                  f"on {len(test_eval)} images, epoch {epoch + step_in_epoch / steps_per_epoch:.2f}", flush=True)
+                  f"on {len(test_eval)} images, epoch {epoch + step_in_epoch / steps_per_epoch:.2f}")
 
     if resume is None:
         test = run_eval()
@@ -454,7 +488,6 @@ def _train(args, rank, world, device, is_root) -> dict:
     last_ckpt = time.time()
     t_log, n_log = time.time(), 0
     done = global_step >= args.max_steps > 0
-    pbar = None
     while epoch < args.epochs and not done:
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):
@@ -517,7 +550,8 @@ def _train(args, rank, world, device, is_root) -> dict:
             if step_in_epoch == steps_per_epoch:
                 break
             if want_ckpt or want_stop:
-                test = run_eval() if want_ckpt else None
+                # a signal stops quickly; a periodic checkpoint or --max-steps also evaluates and exports
+                test = run_eval() if (want_ckpt or not bool(flags[0])) else None
                 if test is not None:
                     log_test(test)
                 checkpoint("stop" if want_stop else "periodic", test)

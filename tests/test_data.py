@@ -252,3 +252,11 @@ def test_array_dataset():
     arr = rand_u8((4, 1, 32, 32))
     ds = D.ArrayDataset(arr)
     assert len(ds) == 4 and np.array_equal(ds[2].numpy(), arr[2])
+
+
+def test_cifar_pickle_with_legacy_numpy_module_name():
+    """The original batches reference numpy.core.multiarray (numpy < 2)."""
+    flat = (np.arange(2 * 3072) % 256).astype(np.uint8).reshape(2, 3072)
+    raw = pickle.dumps({b"data": flat, b"labels": [1, 2]}, protocol=2)
+    raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert np.array_equal(D._cifar_batch(raw, "x").reshape(2, -1), flat)

@@ -100,3 +100,21 @@ def test_smooth_is_a_trailing_mean():
     a = np.array([[1.0, 2.0, 3.0, 4.0]])
     np.testing.assert_allclose(_smooth(a, 2), [[1.0, 1.5, 2.5, 3.5]])
     np.testing.assert_allclose(_smooth(a, 1), a)
+
+
+def test_mnist_per_28x28_rescales_rates_only(results, tmp_path, capsys):
+    import cma
+    from bitswap.plots import find_results, per_28x28
+    found = find_results(results, ["mnist", "cifar10"], [2])
+    scaled = per_28x28(found)
+    m, a = found[("mnist", 2, "bitswap")]
+    ms, s_ = scaled[("mnist", 2, "bitswap")]
+    for name in ("net", "elbo", "total", "layer_bits"):
+        np.testing.assert_allclose(s_[name], a[name] * 1024 / 784)
+    np.testing.assert_array_equal(s_["initial_bits"], a["initial_bits"])
+    assert ms["dims"] == 784 and m["dims"] == 1024
+    np.testing.assert_array_equal(scaled[("cifar10", 2, "bitswap")][1]["net"],
+                                  found[("cifar10", 2, "bitswap")][1]["net"])
+    out = tmp_path / "p"
+    _check_outputs(cma.main(["--results", str(results), "--out", str(out), "--dataset",
+                             "mnist", "--nz", "2", "--mnist-per-28x28"]), out, "cma")

@@ -165,3 +165,76 @@ def test_torchrun_launch_exits_cleanly(mnist_root, tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "tr" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet32", "imagenetcrop"])
+def test_rgb_datasets_train(tmp_path, dataset):
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    if dataset == "cifar10":
+        (data / "cifar10").mkdir(parents=True)
+        for split, n in (("train", 16), ("test", 8)):
+            np.savez(data / "cifar10" / f"cifar10_{split}.npz",
+                     images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    elif dataset == "imagenet32":
+        (data / "imagenet32").mkdir(parents=True)
+        np.savez(data / "imagenet32" / "train_data_batch_1.npz", data=rng.integers(0, 256, (16, 3072), dtype=np.uint8))
+        np.savez(data / "imagenet32" / "val_data.npz", data=rng.integers(0, 256, (8, 3072), dtype=np.uint8))
+    else:
+        for sub, n in (("train", 2), ("test", 1)):
+            (data / sub).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(data / sub / f"{k}.png")
+    args = T.build_parser(dataset).parse_args(
+        TINY + ["--zchannels", "2", "--data", str(data), "--out", str(tmp_path / "o"), "--max-steps", "2",
+                "--crop-length", "16"])
+    args.dataset = dataset
+    res = T.train(args)
+    assert res["global_step"] == 2
+    m = load_model(res["export"])
+    assert m.x_shape == (3, 32, 32) and m.z_shape == (2, 16, 16)
+    assert np.isfinite(torch.load(res["export"], weights_only=True)["test_elbo"])
+
+
+def test_rank_from_open_mpi_environment(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PMI_RANK", "PMI_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "0")
+    rank, world, local, device = T.setup_distributed("cpu")
+    assert (rank, world, local, device.type) == (0, 1, 0, "cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("mpiexec") is None, reason="Open MPI not installed")
+def test_mpiexec_launch(mnist_root, tmp_path):
+    import shutil
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT=str(free_port()))
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    extra = ["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    cmd = [shutil.which("mpiexec"), *extra, "--oversubscribe", "-np", "2", "-x", "PYTHONPATH", "-x", "MASTER_PORT",
+           "-x", "OMP_NUM_THREADS", sys.executable, str(ROOT / "model" / "mnist_train.py"), *TINY,
+           "--data", str(mnist_root), "--out", str(tmp_path / "mpi"), "--max-steps", "2"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    ck = torch.load(tmp_path / "mpi" / "checkpoint.pt", weights_only=True)
+    assert ck["world"] == 2 and ck["global_step"] == 2
+
+
+def test_init_from_exported_weights(mnist_root, tmp_path):
+    """Training continues from a shipped/exported file: its config and weights, the learning
+    rate schedule from its global step."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    T.train(args_for(mnist_root, first, "--max-steps", "3"))
+    exported = first / "mnist_nz2.pt"
+    start = load_model(exported)
+    res = T.train(args_for(mnist_root, second, "--max-steps", "5", "--init-from", str(exported)))
+    assert res["global_step"] == 5                           # continued from step 3
+    after = load_model(second / "mnist_nz2.pt")
+    assert after.config == start.config
+    assert state_hash(after.state_dict()) != state_hash(start.state_dict())
+    with pytest.raises(Exception):
+        T.train(args_for(mnist_root, tmp_path / "x", "--init-from", str(tmp_path / "missing.pt")))
