@@ -13,6 +13,16 @@ Words moved by one call are appended to the tail in increasing lane order, and p
 in the same order from the top, so pushes and pops must be matched in LIFO order for the
 same lane subset (``lanes=`` slice); the codecs and coders guarantee this.
 
+Streams
+-------
+A message may hold ``streams`` independent rANS messages side by side: the lanes form
+``streams`` rows of equal width, each row with its own tail and its own initial bits.
+This is how many independent experiments (or files) are coded in one batch with exact
+per-stream accounting; :meth:`Message.split` and :meth:`Message.stack` convert to and
+from single-stream messages. A push or pop with ``n`` symbols acts on the first
+``n / streams`` lanes of every row, so a smaller tensor (a latent) coded next to a
+larger one (the pixels) stays inside its image's stream.
+
 Initial bits
 ------------
 Bits-back coding *pops* before it pushes, so a fresh message needs bits to pop from.
@@ -44,12 +54,12 @@ _SEED_BLOCK = 4096              # seed words are generated in fixed blocks (chun
 
 _MAGIC = b"BSAN"
 _VERSION = 1
-_HEADER = struct.Struct("<4sBQQQQ")   # magic, version, lanes, tail words, initial words, seed+1
+_HEADER = struct.Struct("<4sBQQQQQ")  # magic, version, lanes, tail words, initial words, seed+1, seed stream
 _CRC = struct.Struct("<I")
 
 
-def seed_words(seed: int, start: int, count: int) -> np.ndarray:
-    """Words ``start .. start+count-1`` of the initial-bits stream for ``seed``.
+def seed_words(seed: int, start: int, count: int, stream: int = 0) -> np.ndarray:
+    """Words ``start .. start+count-1`` of the initial-bits stream ``stream`` of ``seed``.
 
     The stream is cut into fixed blocks, each from its own generator, so any window
     of it is reproducible no matter how it was requested.
@@ -58,7 +68,7 @@ def seed_words(seed: int, start: int, count: int) -> np.ndarray:
     pos = 0
     while pos < count:
         block, offset = divmod(start + pos, _SEED_BLOCK)
-        words = np.random.Generator(np.random.PCG64([seed, block])).integers(
+        words = np.random.Generator(np.random.PCG64([seed, stream, block])).integers(
             0, 1 << 32, size=_SEED_BLOCK, dtype=np.uint32)
         take = min(_SEED_BLOCK - offset, count - pos)
         out[pos:pos + take] = words[offset:offset + take]
@@ -73,20 +83,25 @@ def _check_precision(precision: int) -> np.uint64:
 
 
 class Message:
-    """``lanes`` parallel rANS heads over one growable uint32 tail."""
+    """``lanes`` parallel rANS heads over growable uint32 tails (one per stream)."""
 
-    __slots__ = ("head", "_tail", "_n", "seed", "initial_words")
+    __slots__ = ("head", "_tail", "_n", "seed", "seed_streams", "initial_words")
 
-    def __init__(self, lanes: int, seed: int | None = None):
+    def __init__(self, lanes: int, seed: int | None = None, streams: int = 1,
+                 seed_streams=None):
         if lanes < 1:
             raise ValueError("a message needs at least one lane")
-        self.head = np.full(lanes, HEAD_MIN, dtype=np.uint64)
-        self._tail = np.empty(1024, dtype=np.uint32)
-        self._n = 0
-        self.seed = None if seed is None else int(seed)
-        if self.seed is not None and not 0 <= self.seed < (1 << 63):
+        if streams < 1 or lanes % streams:
+            raise ValueError(f"{lanes} lanes do not split into {streams} equal streams")
+        if seed is not None and not 0 <= int(seed) < (1 << 63):
             raise ValueError("seed must be in [0, 2**63)")
-        self.initial_words = 0
+        self.head = np.full(lanes, HEAD_MIN, dtype=np.uint64)
+        self._tail = np.empty((streams, 256), dtype=np.uint32)
+        self._n = np.zeros(streams, dtype=np.int64)
+        self.seed = None if seed is None else int(seed)
+        self.seed_streams = (np.arange(streams, dtype=np.int64) if seed_streams is None
+                             else np.asarray(seed_streams, dtype=np.int64).reshape(streams))
+        self.initial_words = np.zeros(streams, dtype=np.int64)
 
     # ------------------------------------------------------------------ size
     @property
@@ -94,130 +109,239 @@ class Message:
         return self.head.shape[0]
 
     @property
+    def streams(self) -> int:
+        return self._n.shape[0]
+
+    @property
+    def width(self) -> int:
+        """Lanes per stream."""
+        return self.lanes // self.streams
+
+    @property
     def tail_words(self) -> int:
-        return self._n
+        return int(self._n.sum())
+
+    def stream_bits(self) -> np.ndarray:
+        """Bits to store each stream: 64 per head plus 32 per tail word."""
+        return 64 * self.width + WORD_BITS * self._n
 
     def num_bits(self) -> int:
         """Bits needed to store the message: 64 per head plus 32 per tail word."""
-        return 64 * self.lanes + WORD_BITS * self._n
+        return int(self.stream_bits().sum())
 
     __len__ = num_bits
 
     def content_bits(self) -> float:
         """Information held beyond an empty message: tail bits plus the fractional
         bits in the heads above their floor of 2**31 (exact up to float rounding)."""
-        return WORD_BITS * self._n + float(np.sum(np.log2(self.head.astype(np.float64)) - 31.0))
+        return WORD_BITS * self.tail_words + float(np.sum(np.log2(self.head.astype(np.float64)) - 31.0))
+
+    def stream_initial_bits(self) -> np.ndarray:
+        """Initial bits consumed so far by each stream."""
+        return WORD_BITS * self.initial_words
 
     @property
     def initial_bits(self) -> int:
-        """Initial bits consumed so far (32 per word taken from the seed stream)."""
-        return WORD_BITS * self.initial_words
+        """Initial bits consumed so far (32 per word taken from the seed streams)."""
+        return int(WORD_BITS * self.initial_words.sum())
 
     def copy(self) -> "Message":
         other = Message.__new__(Message)
         other.head = self.head.copy()
-        other._tail = self._tail[: max(self._n, 1)].copy()
-        other._n = self._n
+        other._tail = self._tail[:, : max(int(self._n.max()), 1)].copy()
+        other._n = self._n.copy()
         other.seed = self.seed
-        other.initial_words = self.initial_words
+        other.seed_streams = self.seed_streams.copy()
+        other.initial_words = self.initial_words.copy()
         return other
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
             return NotImplemented
-        return (self._n == other._n and self.initial_words == other.initial_words
-                and self.seed == other.seed and np.array_equal(self.head, other.head)
-                and np.array_equal(self._tail[: self._n], other._tail[: other._n]))
+        return (self.streams == other.streams and np.array_equal(self._n, other._n)
+                and np.array_equal(self.initial_words, other.initial_words)
+                and self.seed == other.seed
+                and np.array_equal(self.seed_streams, other.seed_streams)
+                and np.array_equal(self.head, other.head)
+                and all(np.array_equal(self._tail[g, : self._n[g]], other._tail[g, : other._n[g]])
+                        for g in range(self.streams)))
 
-    def tail(self) -> np.ndarray:
-        """A copy of the tail words, bottom first."""
-        return self._tail[: self._n].copy()
+    def tail(self, stream: int = 0) -> np.ndarray:
+        """A copy of one stream's tail words, bottom first."""
+        return self._tail[stream, : self._n[stream]].copy()
 
     # ------------------------------------------------------------- the stack
-    def _append(self, words: np.ndarray) -> None:
-        k = words.shape[0]
-        need = self._n + k
-        if need > self._tail.shape[0]:
-            grown = np.empty(max(need, 2 * self._tail.shape[0]), dtype=np.uint32)
-            grown[: self._n] = self._tail[: self._n]
+    def _reserve(self, need: int) -> None:
+        if need > self._tail.shape[1]:
+            grown = np.empty((self.streams, max(need, 2 * self._tail.shape[1])), dtype=np.uint32)
+            used = int(self._n.max())
+            grown[:, :used] = self._tail[:, :used]
             self._tail = grown
-        self._tail[self._n: need] = words
-        self._n = need
 
-    def _take(self, k: int) -> np.ndarray:
-        """Remove and return the top ``k`` words (bottom-most first)."""
-        if k > self._n:
-            if self.seed is None:
-                raise ValueError(
-                    "ANS message underflow: the data is truncated or corrupt, or a pop "
-                    "needed initial bits on a message created without a seed")
-            missing = k - self._n
-            # The tail continues downwards into the seed stream: word j of the stream
-            # sits at depth j below the bottom, so it lands reversed below the tail.
-            below = seed_words(self.seed, self.initial_words, missing)[::-1]
-            self.initial_words += missing
-            words = np.concatenate([below, self._tail[: self._n]])
-            self._n = 0
-            return words
-        self._n -= k
-        return self._tail[self._n: self._n + k]
+    def _append(self, rows: np.ndarray | None, words: np.ndarray) -> None:
+        """Append words; ``rows`` (ascending) names each word's stream (None: one stream)."""
+        if rows is None:
+            n = int(self._n[0])
+            self._reserve(n + words.shape[0])
+            self._tail[0, n: n + words.shape[0]] = words
+            self._n[0] = n + words.shape[0]
+            return
+        counts = np.bincount(rows, minlength=self.streams)
+        rank = np.arange(rows.shape[0]) - (np.cumsum(counts) - counts)[rows]
+        self._reserve(int((self._n + counts).max()))
+        self._tail[rows, self._n[rows] + rank] = words
+        self._n += counts
 
-    def push(self, starts: np.ndarray, freqs: np.ndarray, precision: int,
-             lanes: slice = slice(None)) -> None:
+    def _seed_below(self, g: int, missing: int) -> None:
+        """Continue stream g's tail downwards into its seed stream by ``missing`` words."""
+        if self.seed is None:
+            raise ValueError(
+                "ANS message underflow: the data is truncated or corrupt, or a pop "
+                "needed initial bits on a message created without a seed")
+        n = int(self._n[g])
+        self._reserve(n + missing)
+        # Word j of the seed stream sits at depth j below the bottom: it lands reversed.
+        self._tail[g, missing: missing + n] = self._tail[g, :n].copy()
+        self._tail[g, :missing] = seed_words(self.seed, int(self.initial_words[g]), missing,
+                                             int(self.seed_streams[g]))[::-1]
+        self._n[g] = n + missing
+        self.initial_words[g] += missing
+
+    def _take(self, rows: np.ndarray | None, k: int) -> np.ndarray:
+        """Remove the top words: ``k`` of them (one stream), or one per entry of ``rows``."""
+        if rows is None:
+            n = int(self._n[0])
+            if k > n:
+                self._seed_below(0, k - n)
+                n = int(self._n[0])
+            self._n[0] = n - k
+            return self._tail[0, n - k: n]
+        counts = np.bincount(rows, minlength=self.streams)
+        for g in np.flatnonzero(counts > self._n):
+            self._seed_below(int(g), int(counts[g] - self._n[g]))
+        rank = np.arange(rows.shape[0]) - (np.cumsum(counts) - counts)[rows]
+        words = self._tail[rows, self._n[rows] - counts[rows] + rank]
+        self._n -= counts
+        return words
+
+    def _view(self, n: int) -> np.ndarray:
+        """The lanes a push/pop of ``n`` symbols acts on (a view of the heads)."""
+        G = self.streams
+        if G == 1:
+            if n > self.lanes:
+                raise ValueError(f"{n} symbols do not fit in {self.lanes} lanes")
+            return self.head[:n]
+        if n % G or n // G > self.width:
+            raise ValueError(f"{n} symbols do not split over {G} streams of {self.width} lanes")
+        return self.head.reshape(G, self.width)[:, : n // G]
+
+    def push(self, starts: np.ndarray, freqs: np.ndarray, precision: int) -> None:
         """Encode symbols occupying ``[starts, starts + freqs)`` out of ``2**precision``.
 
-        ``starts``/``freqs`` are uint64 arrays with one entry per lane of ``lanes``;
-        ``freqs`` must be >= 1 and ``starts + freqs <= 2**precision`` (the codecs check).
+        ``starts``/``freqs`` are uint64 arrays of n entries (the first ``n / streams``
+        lanes of each stream); ``freqs`` >= 1 and ``starts + freqs <= 2**precision``.
         """
         prec = _check_precision(precision)
-        head = self.head[lanes]
+        head = self._view(starts.shape[0])
+        freqs = freqs.reshape(head.shape)
         overflow = head >= (freqs << (np.uint64(63) - prec))
-        idx = np.flatnonzero(overflow)
-        if idx.size:
-            moved = head[idx]
-            self._append((moved & _MASK32).astype(np.uint32))
-            head[idx] = moved >> _U32
+        if head.ndim == 1:
+            idx = np.flatnonzero(overflow)
+            if idx.size:
+                moved = head[idx]
+                self._append(None, moved.astype(np.uint32))
+                head[idx] = moved >> _U32
+        else:
+            rows, cols = np.nonzero(overflow)
+            if rows.size:
+                moved = head[rows, cols]
+                self._append(rows, moved.astype(np.uint32))
+                head[rows, cols] = moved >> _U32
         quotient = head // freqs
-        head[...] = (quotient << prec) + (head - quotient * freqs) + starts
+        head[...] = (quotient << prec) + (head - quotient * freqs) + starts.reshape(head.shape)
 
-    def peek(self, precision: int, lanes: slice = slice(None)) -> np.ndarray:
-        """The cumulative frequency each lane's next symbol must contain."""
+    def peek(self, precision: int, n: int | None = None) -> np.ndarray:
+        """The cumulative frequency each of the first ``n`` symbols' lanes must contain
+        (a flat array of n entries; all lanes by default)."""
         prec = _check_precision(precision)
-        return self.head[lanes] & ((np.uint64(1) << prec) - np.uint64(1))
+        head = self._view(self.lanes if n is None else n)
+        return (head & ((np.uint64(1) << prec) - np.uint64(1))).reshape(-1)
 
-    def pop(self, starts: np.ndarray, freqs: np.ndarray, precision: int,
-            lanes: slice = slice(None)) -> None:
+    def pop(self, starts: np.ndarray, freqs: np.ndarray, precision: int) -> None:
         """Remove the symbols found from :meth:`peek` (``starts <= peek < starts+freqs``)."""
         prec = _check_precision(precision)
-        head = self.head[lanes]
+        head = self._view(starts.shape[0])
         cf = head & ((np.uint64(1) << prec) - np.uint64(1))
-        head[...] = freqs * (head >> prec) + cf - starts
-        idx = np.flatnonzero(head < HEAD_MIN)
-        if idx.size:
-            words = self._take(idx.size)
-            head[idx] = (head[idx] << _U32) | words.astype(np.uint64)
+        head[...] = freqs.reshape(head.shape) * (head >> prec) + cf - starts.reshape(head.shape)
+        if head.ndim == 1:
+            idx = np.flatnonzero(head < HEAD_MIN)
+            if idx.size:
+                words = self._take(None, idx.size)
+                head[idx] = (head[idx] << _U32) | words.astype(np.uint64)
+        else:
+            rows, cols = np.nonzero(head < HEAD_MIN)
+            if rows.size:
+                words = self._take(rows, rows.size)
+                head[rows, cols] = (head[rows, cols] << _U32) | words.astype(np.uint64)
 
     # -------------------------------------------------------- initial bits
     def check_initial(self) -> None:
         """Raise ValueError unless this is exactly the initial message again: every
-        head at its floor and the tail holding precisely the consumed seed words."""
+        head at its floor and each tail holding precisely its consumed seed words."""
         if not np.all(self.head == HEAD_MIN):
             raise ValueError("decoding did not restore the initial ANS heads")
-        if self._n != self.initial_words:
-            raise ValueError(f"decoding left {self._n} tail words, expected the "
-                             f"{self.initial_words} initial words")
-        if self._n:
-            expected = seed_words(self.seed, 0, self._n)[::-1]
-            if not np.array_equal(self._tail[: self._n], expected):
+        if not np.array_equal(self._n, self.initial_words):
+            raise ValueError("decoding did not restore the initial bits (tail length differs)")
+        for g in range(self.streams):
+            n = int(self._n[g])
+            if n and not np.array_equal(
+                    self._tail[g, :n],
+                    seed_words(self.seed, 0, n, int(self.seed_streams[g]))[::-1]):
                 raise ValueError("decoding did not restore the initial bits")
+
+    # ------------------------------------------------------------ streams
+    def split(self) -> list["Message"]:
+        """The streams as independent single-stream messages."""
+        out = []
+        heads = self.head.reshape(self.streams, self.width)
+        for g in range(self.streams):
+            m = Message(self.width, self.seed, 1, [self.seed_streams[g]])
+            m.head[:] = heads[g]
+            m._append(None, self._tail[g, : self._n[g]])
+            m.initial_words[0] = self.initial_words[g]
+            out.append(m)
+        return out
+
+    @classmethod
+    def stack(cls, messages: list["Message"]) -> "Message":
+        """Single-stream messages of equal width and seed, side by side as streams."""
+        if not messages or any(m.streams != 1 for m in messages):
+            raise ValueError("stack takes a non-empty list of single-stream messages")
+        width, seed = messages[0].lanes, messages[0].seed
+        if any(m.lanes != width or m.seed != seed for m in messages):
+            raise ValueError("stacked messages must have the same width and seed")
+        out = cls(width * len(messages), seed, len(messages),
+                  [int(m.seed_streams[0]) for m in messages])
+        out.head[:] = np.concatenate([m.head for m in messages])
+        out._reserve(max(int(m._n[0]) for m in messages))
+        for g, m in enumerate(messages):
+            out._tail[g, : m._n[0]] = m._tail[0, : m._n[0]]
+        out._n[:] = [m._n[0] for m in messages]
+        out.initial_words[:] = [m.initial_words[0] for m in messages]
+        return out
 
     # -------------------------------------------------------- serialisation
     def to_bytes(self) -> bytes:
+        """Serialise a single-stream message (see :meth:`split` for several)."""
+        if self.streams != 1:
+            raise ValueError("to_bytes serialises one stream: split() the message first")
         seed_field = 0 if self.seed is None else self.seed + 1
+        n = int(self._n[0])
         body = b"".join([
-            _HEADER.pack(_MAGIC, _VERSION, self.lanes, self._n, self.initial_words, seed_field),
+            _HEADER.pack(_MAGIC, _VERSION, self.lanes, n, int(self.initial_words[0]),
+                         seed_field, int(self.seed_streams[0])),
             self.head.astype("<u8").tobytes(),
-            self._tail[: self._n].astype("<u4").tobytes(),
+            self._tail[0, :n].astype("<u4").tobytes(),
         ])
         return body + _CRC.pack(zlib.crc32(body))
 
@@ -226,7 +350,7 @@ class Message:
         data = bytes(data)
         if len(data) < _HEADER.size + _CRC.size:
             raise ValueError("ANS message: truncated (shorter than its header)")
-        magic, version, lanes, n, initial_words, seed_field = _HEADER.unpack_from(data)
+        magic, version, lanes, n, initial_words, seed_field, seed_stream = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("ANS message: bad magic (not a bitswap ANS message)")
         if version != _VERSION:
@@ -240,17 +364,14 @@ class Message:
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[: -_CRC.size]) != crc:
             raise ValueError("ANS message: checksum mismatch (corrupt data)")
-        if seed_field == 0 and initial_words:
-            raise ValueError("ANS message: initial words without a seed")
-        msg = cls.__new__(cls)
+        if (seed_field == 0 and initial_words) or seed_stream >= (1 << 62):
+            raise ValueError("ANS message: inconsistent initial-bits fields (corrupt data)")
         off = _HEADER.size
-        msg.head = np.frombuffer(data, dtype="<u8", count=lanes, offset=off).astype(np.uint64)
-        if np.any(msg.head < HEAD_MIN) or np.any(msg.head >= np.uint64(1 << 63)):
+        head = np.frombuffer(data, dtype="<u8", count=lanes, offset=off).astype(np.uint64)
+        if np.any(head < HEAD_MIN) or np.any(head >= np.uint64(1 << 63)):
             raise ValueError("ANS message: head out of range (corrupt data)")
-        off += 8 * lanes
-        tail = np.frombuffer(data, dtype="<u4", count=n, offset=off).astype(np.uint32)
-        msg._tail = tail if n else np.empty(1024, dtype=np.uint32)
-        msg._n = n
-        msg.seed = None if seed_field == 0 else seed_field - 1
-        msg.initial_words = initial_words
+        msg = cls(lanes, None if seed_field == 0 else seed_field - 1, 1, [seed_stream])
+        msg.head[:] = head
+        msg._append(None, np.frombuffer(data, dtype="<u4", count=n, offset=_HEADER.size + 8 * lanes))
+        msg.initial_words[0] = initial_words
         return msg

@@ -7,8 +7,9 @@ one entry per lane) and offers
   content of each (``-log2`` of its quantized probability, float64 per lane);
 - ``pop(msg) -> (symbols, bits)``: the exact inverse.
 
-A codec works on the lanes ``[offset, offset + n)`` of the message, so tensors of
-different sizes (pixels and smaller latents) share one message.
+A codec with ``n`` lanes works on the first ``n / streams`` lanes of each stream of the
+message (see :mod:`bitswap.ans`), so tensors of different sizes (pixels and smaller
+latents) share one message and every image stays in its own stream.
 
 Quantization
 ------------
@@ -86,15 +87,10 @@ def _search(cdf: Callable[[np.ndarray, slice], np.ndarray], cf: np.ndarray,
 
 
 class Codec:
-    """Base class: a push/pop pair over lanes ``[offset, offset + n)``."""
+    """Base class: a push/pop pair over ``n`` lanes."""
 
     n: int
-    offset: int
     precision: int
-
-    @property
-    def lanes(self) -> slice:
-        return slice(self.offset, self.offset + self.n)
 
     def _bits(self, freqs: np.ndarray) -> np.ndarray:
         return self.precision - np.log2(freqs.astype(np.float64))
@@ -109,19 +105,19 @@ class Codec:
 class Uniform(Codec):
     """Uniform over ``[0, 2**bits)``: one symbol costs exactly ``bits`` bits."""
 
-    def __init__(self, n: int, bits: int, offset: int = 0):
+    def __init__(self, n: int, bits: int):
         if not 1 <= bits <= 31:
             raise ValueError("Uniform bits must be in [1, 31]")
-        self.n, self.offset, self.precision = n, offset, bits
+        self.n, self.precision = n, bits
 
     def push(self, msg, symbols):
         x = _check_symbols(symbols, self.n, 1 << self.precision)
-        msg.push(x, np.ones(self.n, dtype=np.uint64), self.precision, self.lanes)
+        msg.push(x, np.ones(self.n, dtype=np.uint64), self.precision)
         return np.full(self.n, float(self.precision))
 
     def pop(self, msg):
-        x = msg.peek(self.precision, self.lanes).copy()
-        msg.pop(x, np.ones(self.n, dtype=np.uint64), self.precision, self.lanes)
+        x = msg.peek(self.precision, self.n).copy()
+        msg.pop(x, np.ones(self.n, dtype=np.uint64), self.precision)
         return x.astype(np.int64), np.full(self.n, float(self.precision))
 
 
@@ -134,12 +130,12 @@ class _QuantizedCDF(Codec):
         """Quantized CDF C(j) for the lanes ``sl`` (one index per lane)."""
         raise NotImplementedError
 
-    def _setup(self, n: int, nbins: int, precision: int, offset: int) -> None:
+    def _setup(self, n: int, nbins: int, precision: int) -> None:
         if not 1 <= precision <= 31:
             raise ValueError("precision must be in [1, 31]")
         if nbins < 1 or (1 << precision) < nbins:
             raise ValueError(f"{nbins} bins do not fit at precision {precision}")
-        self.n, self.nbins, self.precision, self.offset = n, nbins, precision, offset
+        self.n, self.nbins, self.precision = n, nbins, precision
         self._total = np.uint64(1 << precision)
         self._scale = float((1 << precision) - nbins)
 
@@ -147,15 +143,15 @@ class _QuantizedCDF(Codec):
         x = _check_symbols(symbols, self.n, self.nbins)
         start = self._cdf(x)
         freq = self._cdf(x + np.uint64(1)) - start
-        msg.push(start, freq, self.precision, self.lanes)
+        msg.push(start, freq, self.precision)
         return self._bits(freq)
 
     def pop(self, msg):
-        cf = msg.peek(self.precision, self.lanes)
+        cf = msg.peek(self.precision, self.n)
         x = _search(self._cdf, cf, self.nbins)
         start = self._cdf(x)
         freq = self._cdf(x + np.uint64(1)) - start
-        msg.pop(start, freq, self.precision, self.lanes)
+        msg.pop(start, freq, self.precision)
         return x.astype(np.int64), self._bits(freq)
 
 
@@ -163,13 +159,13 @@ class LogisticBins(_QuantizedCDF):
     """A logistic (mu, scale) per lane, coded over fixed bin edges.
 
     ``edges`` has shape ``(K + 1,)`` (shared by all lanes) or ``(D, K + 1)``: lane ``l``
-    then uses row ``l % D`` (lanes are images x dimensions, dimension fastest). The
-    first and last edges are treated as -inf and +inf, so the bins cover the real line.
+    then uses row ``rows[l]``, by default ``l % D`` (lanes are images x dimensions,
+    dimension fastest). The first and last edges are treated as -inf and +inf, so the
+    bins cover the real line.
     This is Bit-Swap's latent codec: the bins are the discretization of a latent layer.
     """
 
-    def __init__(self, mu, scale, edges, precision: int = DEFAULT_PRECISION,
-                 offset: int = 0):
+    def __init__(self, mu, scale, edges, precision: int = DEFAULT_PRECISION, rows=None):
         mu = _as_f64(mu, name="mu")
         n = mu.shape[0]
         scale = _as_f64(scale, n, "scale")
@@ -181,12 +177,18 @@ class LogisticBins(_QuantizedCDF):
         if edges.ndim != 2 or edges.shape[1] < 2:
             raise ValueError("edges must have shape (K + 1,) or (D, K + 1)")
         D, K1 = edges.shape
-        if n % D:
-            raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
+        if rows is None:
+            if n % D:
+                raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
+            rows = np.arange(n) % D
+        else:
+            rows = np.asarray(rows).reshape(-1)
+            if rows.shape[0] != n or (n and (rows.min() < 0 or rows.max() >= D)):
+                raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
         inner = edges[:, 1:-1]
         if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
             raise ValueError("inner bin edges must be finite and non-decreasing")
-        self._setup(n, K1 - 1, precision, offset)
+        self._setup(n, K1 - 1, precision)
         # The outer edges are open (F = 0 and 1 exactly there), and the rows are padded
         # with +inf up to a power of two plus one for the search.
         width = (1 << int(K1 - 2).bit_length()) + 1
@@ -196,7 +198,7 @@ class LogisticBins(_QuantizedCDF):
         self._mu = mu
         self._inv_scale = 1.0 / scale
         self._edges = table.reshape(-1)
-        self._row = (np.arange(n, dtype=np.uint64) % np.uint64(D)) * np.uint64(width) if D > 1 else None
+        self._row = rows.astype(np.uint64) * np.uint64(width) if D > 1 else None
 
     def _cdf(self, j, sl=slice(None)):
         e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
@@ -215,8 +217,8 @@ class DiscretizedLogistic(LogisticBins):
 
     EDGES = np.concatenate([[-np.inf], (2.0 * np.arange(1, 256) - 1.0) / 255.0 - 1.0, [np.inf]])
 
-    def __init__(self, mu, scale, precision: int = DEFAULT_PRECISION, offset: int = 0):
-        super().__init__(mu, scale, self.EDGES, precision, offset)
+    def __init__(self, mu, scale, precision: int = DEFAULT_PRECISION):
+        super().__init__(mu, scale, self.EDGES, precision)
 
 
 class Categorical(_QuantizedCDF):
@@ -225,8 +227,7 @@ class Categorical(_QuantizedCDF):
     ``probs`` is ``(K,)`` for one table shared by all ``n`` lanes, or ``(n, K)``.
     """
 
-    def __init__(self, probs, n: int | None = None, precision: int = DEFAULT_PRECISION,
-                 offset: int = 0):
+    def __init__(self, probs, n: int | None = None, precision: int = DEFAULT_PRECISION):
         p = np.asarray(probs, dtype=np.float64)
         if p.ndim == 1:
             if n is None:
@@ -238,7 +239,7 @@ class Categorical(_QuantizedCDF):
         if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(axis=1) <= 0):
             raise ValueError("probabilities must be finite, non-negative and not all zero")
         K = p.shape[1]
-        self._setup(n, K, precision, offset)
+        self._setup(n, K, precision)
         F = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
         F = np.concatenate([np.zeros((p.shape[0], 1)), np.minimum(F, 1.0)], axis=1)
         width = (1 << int(K - 1).bit_length()) + 1     # padded for the search

@@ -46,8 +46,8 @@ def test_interleaved_pops_and_pushes_with_initial_bits(lanes, seed, steps):
     program = []
     for _ in range(steps):
         precision = int(rng.integers(8, 25))
-        sub = slice(0, int(rng.integers(1, lanes + 1)))
-        n = sub.stop
+        n = int(rng.integers(1, lanes + 1))
+        sub = n
         if rng.random() < 0.5:   # a pop: decode whatever symbol the message holds
             starts, freqs = random_symbols(rng, n, precision)
             # choose a distribution, then pop the symbol that contains cf
@@ -55,20 +55,20 @@ def test_interleaved_pops_and_pushes_with_initial_bits(lanes, seed, steps):
             starts = np.minimum(starts, cf)
             freqs = np.maximum(freqs, cf - starts + np.uint64(1))
             freqs = np.minimum(freqs, np.uint64(1 << precision) - starts)
-            msg.pop(starts, freqs, precision, sub)
+            msg.pop(starts, freqs, precision)
             program.append(("pop", starts, freqs, precision, sub))
         else:
             starts, freqs = random_symbols(rng, n, precision)
-            msg.push(starts, freqs, precision, sub)
+            msg.push(starts, freqs, precision)
             program.append(("push", starts, freqs, precision, sub))
     data = msg.to_bytes()
     dec = Message.from_bytes(data)
     assert dec == msg
     for op, starts, freqs, precision, sub in reversed(program):
         if op == "push":
-            dec.pop(starts, freqs, precision, sub)
+            dec.pop(starts, freqs, precision)
         else:
-            dec.push(starts, freqs, precision, sub)
+            dec.push(starts, freqs, precision)
     dec.check_initial()
     assert np.all(dec.head == HEAD_MIN)
     assert dec.initial_words == msg.initial_words
@@ -184,3 +184,40 @@ def test_precision_bounds():
         msg.push(np.zeros(1, np.uint64), np.ones(1, np.uint64), 32)
     with pytest.raises(ValueError):
         Message(0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(streams=st.integers(1, 12), width=st.integers(1, 300), seed=st.integers(0, 2**32 - 1),
+       steps=st.integers(1, 30))
+def test_streams_are_independent_messages(streams, width, seed, steps):
+    """A multi-stream message behaves exactly like its streams coded one by one."""
+    rng = np.random.default_rng(seed)
+    multi = Message(streams * width, seed=seed, streams=streams)
+    singles = [Message(width, seed=seed, seed_streams=[g]) for g in range(streams)]
+    program = []
+    for _ in range(steps):
+        precision = int(rng.integers(8, 25))
+        d = int(rng.integers(1, width + 1))           # lanes per stream this step
+        starts, freqs = random_symbols(rng, streams * d, precision)
+        if rng.random() < 0.5:
+            cf = multi.peek(precision, streams * d)
+            starts = np.minimum(starts, cf)
+            freqs = np.minimum(np.maximum(freqs, cf - starts + np.uint64(1)),
+                               np.uint64(1 << precision) - starts)
+            multi.pop(starts, freqs, precision)
+            for g, m in enumerate(singles):
+                m.pop(starts[g * d:(g + 1) * d], freqs[g * d:(g + 1) * d], precision)
+            program.append(("pop", starts, freqs, precision))
+        else:
+            multi.push(starts, freqs, precision)
+            for g, m in enumerate(singles):
+                m.push(starts[g * d:(g + 1) * d], freqs[g * d:(g + 1) * d], precision)
+            program.append(("push", starts, freqs, precision))
+    parts = multi.split()
+    assert parts == singles
+    assert list(multi.stream_bits()) == [m.num_bits() for m in singles]
+    restacked = Message.stack([Message.from_bytes(m.to_bytes()) for m in parts])
+    assert restacked == multi
+    for op, starts, freqs, precision in reversed(program):
+        (restacked.push if op == "pop" else restacked.pop)(starts, freqs, precision)
+    restacked.check_initial()

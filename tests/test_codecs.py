@@ -103,15 +103,19 @@ def test_quantized_cdf_is_strictly_monotone(n, precision, extreme, seed):
     assert np.all(np.diff(cdfs.astype(np.int64), axis=0) >= 1)
 
 
-def test_offset_views_share_one_message():
+@pytest.mark.parametrize("streams", [1, 4])
+def test_smaller_tensors_use_a_prefix_of_each_stream(streams):
     rng = np.random.default_rng(0)
-    msg = Message(1000, seed=3)
-    small = LogisticBins(rng.normal(size=250), np.ones(250), random_edges(rng, 1, 64), offset=500)
+    msg = Message(1000, seed=3, streams=streams)
+    small = LogisticBins(rng.normal(size=200), np.ones(200), random_edges(rng, 1, 64))
     big = DiscretizedLogistic(rng.uniform(-1, 1, 1000), np.full(1000, 0.05))
     z, _ = small.pop(msg)
+    width = 1000 // streams
+    heads = msg.head.reshape(streams, width)
+    assert np.all(heads[:, 200 // streams:] == 1 << 31)      # untouched beyond the prefix
+    assert np.all(msg.initial_words > 0)                     # every stream paid initial bits
     x = rng.integers(0, 256, 1000)
     big.push(msg, x)
-    assert np.all(msg.head[:500] >= 1 << 31)
     y, _ = big.pop(msg)
     small.push(msg, z)
     assert np.array_equal(x, y)

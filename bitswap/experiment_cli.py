@@ -1,0 +1,118 @@
+"""The command line shared by ``mnist_compress.py``, ``cifar_compress.py`` and
+``imagenet_compress.py``: the Bit-Swap paper's compression protocol on a test set.
+
+Experiments of ``--ndatapoints`` test images drawn without replacement (seed
+``--seed``); each is an independent stream that is compressed, written to a file,
+decoded from that file and checked image by image. Prints the summary and saves the
+per-image figures (:mod:`bitswap.results`) for ``cma.py`` and ``stackplot.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import zoo
+from .coders import DEFAULT_LANES, Coder
+from .data import DatasetMissingError, load_dataset
+from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
+from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
+                          experiment_indices, run_experiments, summarize)
+from .results import result_name, save_results
+
+
+def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=f"{dataset}_compress.py",
+        description=f"Compress {dataset} test images with a hierarchical VAE (Bit-Swap or BB-ANS), "
+                    "decode them, check they are identical and report bits/dim against the -ELBO.")
+    ap.add_argument("--nz", type=int, default=default_nz, help="latent layers (selects the shipped model)")
+    ap.add_argument("--bitswap", type=int, choices=(0, 1), default=1, help="1: Bit-Swap, 0: BB-ANS")
+    ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
+    ap.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_STRATEGY, help="lower-layer bin strategy")
+    ap.add_argument("--experiments", type=int, default=DEFAULT_EXPERIMENTS)
+    ap.add_argument("--ndatapoints", type=int, default=DEFAULT_NDATAPOINTS, help="images per experiment")
+    ap.add_argument("--batch", type=int, default=100, help="experiments coded side by side")
+    ap.add_argument("--lanes", type=int, default=DEFAULT_LANES, help="rANS lanes per stream")
+    ap.add_argument("--data", default="data", help="dataset root directory")
+    ap.add_argument("--model", default=None, help="shipped model name or weights file "
+                                                  "(default: DATASET-nzNZ)")
+    ap.add_argument("--out", default="results", help="where results and streams are written")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    return ap
+
+
+def _elbo_fn(model, device, seed):
+    gen = torch.Generator().manual_seed(seed)
+
+    def elbo(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            xt = torch.from_numpy(x).to(device)
+            try:
+                val = model.negative_elbo(xt, generator=gen)
+            except TypeError:
+                val = model.negative_elbo(xt)
+        return val.detach().cpu().double().numpy()
+    return elbo
+
+
+def print_summary(title: str, s: dict, paper_unit: float = 1.0) -> None:
+    after = "  ".join(f"after {k}: {v:.3f}" for k, v in sorted(s["total_after"].items()))
+    print(title)
+    print(f"  net bits/dim          {s['net']:.4f}")
+    print(f"  model -ELBO           {s['elbo']:.4f}   (gap {s['gap']:+.4f})")
+    print(f"  total bits/dim        {after}")
+    print(f"  initial bits          {s['initial_bits_first']:.0f} after the first image, "
+          f"{s['initial_bits_end']:.0f} at the end (mean over experiments)")
+    print(f"  images/s              encode {s['encode_images_per_s']:.1f}, decode {s['decode_images_per_s']:.1f}")
+    if paper_unit != 1.0:
+        after_p = "  ".join(f"after {k}: {paper_unit * v:.3f}" for k, v in sorted(s["total_after"].items()))
+        print(f"  per 28x28 pixel       net {paper_unit * s['net']:.4f}, -ELBO {paper_unit * s['elbo']:.4f}, "
+              f"total {after_p}   (the paper's MNIST unit: x 1024/784)")
+    print("  decoded images        identical to the originals (checked)")
+
+
+def run(dataset: str, args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    name = args.model or zoo.default_name(dataset, args.nz)
+    model = zoo.load(name, device=str(device))
+    if model.nz != args.nz and args.model is None:
+        raise zoo.ModelError(f"{name} has nz={model.nz}")
+    images = load_dataset(dataset, "test", args.data)
+    bins, bins_from = dataset_bins(model, dataset, args.data, args.quantbits, args.bins)
+    coder = Coder(model, bins, bitswap=bool(args.bitswap), lanes=args.lanes, device=device)
+    indices = experiment_indices(len(images), args.experiments, args.ndatapoints, args.seed)
+    scheme = "bitswap" if args.bitswap else "bbans"
+    out = Path(args.out)
+    stem = result_name(dataset, model.nz, bool(args.bitswap))[:-4]
+    meta, arrays = run_experiments(coder, images, indices, seed=args.seed, batch=args.batch,
+                                   elbo=_elbo_fn(model, device, args.seed),
+                                   stream_dir=out / "streams" / stem, progress=not args.quiet)
+    meta.update(dataset=dataset, model=name, scheme=scheme, device=str(device),
+                bins_from=bins_from, bins_digest=bins.digest)
+    summary = summarize(meta, arrays)
+    meta["summary"] = summary
+    path = save_results(out / f"{stem}.npz", meta, **arrays)
+    (out / f"{stem}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
+                  f"({args.experiments} experiments x {args.ndatapoints} images, model {name}; "
+                  f"bits per coded dimension)", summary, paper_unit=1024 / 784 if dataset == "mnist" else 1.0)
+    print(f"  results               {path}")
+    return meta
+
+
+def main(dataset: str, default_nz: int, argv=None) -> int:
+    args = build_parser(dataset, default_nz).parse_args(argv)
+    try:
+        run(dataset, args)
+    except (zoo.ModelError, DatasetMissingError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,118 @@
+"""Shipped pretrained models: a name such as ``mnist-nz8`` -> verified weights.
+
+The weights live in ``bitswap/assets/models/`` (inside the package, so they work from any
+install) as state_dict files with their config (:func:`bitswap.vae.save_model`), listed
+in ``manifest.json`` with their SHA-256, dataset, depth and measured test-set -ELBO.
+Loading checks the hash before reading the file and reads it with
+``torch.load(weights_only=True)`` (in :func:`bitswap.vae.load_model`).
+
+``python -m bitswap.zoo add NAME FILE`` copies an exported model in and records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "models"
+MANIFEST = ASSETS / "manifest.json"
+
+
+class ModelError(ValueError):
+    """A model that is unknown, missing, corrupt or inconsistent."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest() -> dict:
+    if not MANIFEST.exists():
+        return {}
+    try:
+        return json.loads(MANIFEST.read_text())
+    except ValueError as exc:
+        raise ModelError(f"{MANIFEST} is corrupt: {exc}") from exc
+
+
+def available() -> list[str]:
+    return sorted(manifest())
+
+
+def default_name(dataset: str, nz: int) -> str:
+    return f"{dataset}-nz{nz}"
+
+
+def resolve(name_or_path: str) -> tuple[str, Path, dict]:
+    """(name, path, manifest entry or {}) for a shipped name or a weights file path."""
+    entries = manifest()
+    if name_or_path in entries:
+        entry = entries[name_or_path]
+        return name_or_path, ASSETS / entry["file"], entry
+    path = Path(name_or_path)
+    if path.suffix in (".pt", ".pth") or path.exists():
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        return path.stem, path, {}
+    raise ModelError(f"unknown model {name_or_path!r}; shipped models: {', '.join(available()) or 'none'}"
+                     " (or give the path of a weights file)")
+
+
+def load(name_or_path: str, device: str = "cpu"):
+    """Load a shipped model by name (hash-checked) or an exported weights file."""
+    from .vae import load_model
+
+    name, path, entry = resolve(name_or_path)
+    if not path.is_file():
+        raise ModelError(f"weights of {name} are missing: {path} (reinstall or re-export them)")
+    if entry and _sha256(path) != entry["sha256"]:
+        raise ModelError(f"weights of {name} are corrupt: the SHA-256 of {path} does not match the manifest")
+    try:
+        model = load_model(path, map_location=device)
+    except ModelError:
+        raise
+    except Exception as exc:  # a clear message for any unreadable file
+        raise ModelError(f"cannot load model {name} from {path}: {exc}") from exc
+    if entry and (model.nz != entry["nz"]):
+        raise ModelError(f"{name}: the weights have nz={model.nz}, the manifest says {entry['nz']}")
+    model.name = name
+    return model.to(device).eval()
+
+
+def add(name: str, file: str | os.PathLike) -> dict:
+    """Copy an exported model into the package and record it in the manifest."""
+    from .vae import load_model
+
+    src = Path(file)
+    model = load_model(src)
+    payload = __import__("torch").load(src, map_location="cpu", weights_only=True)
+    dest = ASSETS / f"{name.replace('-', '_')}.pt"
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+    entries = manifest()
+    entries[name] = {
+        "file": dest.name, "sha256": _sha256(dest), "nz": model.nz,
+        "dataset": payload.get("config", {}).get("dataset", ""),
+        "test_elbo": payload.get("test_elbo"), "train": payload.get("train", {}),
+    }
+    tmp = MANIFEST.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, MANIFEST)
+    return entries[name]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "add":
+        print(json.dumps(add(sys.argv[2], sys.argv[3]), indent=2))
+    else:
+        print("shipped models:", ", ".join(available()) or "none")
+        print("usage: python -m bitswap.zoo add NAME EXPORTED_WEIGHTS.pt")

@@ -1,0 +1,270 @@
+"""``python -m bitswap``: round trips through files, and every bad input gives one clear
+error line, exit status 2, no traceback and no partial output file."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_fixtures import save_png, save_tiny, smooth_image
+
+from bitswap.__main__ import main
+from bitswap.container import Container
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Tiny nz=1 models (closed-form bins: no sampling) and a few images."""
+    d = tmp_path_factory.mktemp("cli")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BITSWAP_CACHE", str(d / "cache"))
+    e = {
+        "grey": save_tiny(d / "tiny-grey.pt", 1, 1, seed=1),
+        "rgb": save_tiny(d / "tiny-rgb.pt", 3, 1, seed=2),
+        "other": save_tiny(d / "other.pt", 1, 1, seed=3),
+        "g": save_png(d / "g.png", smooth_image(33, 31, 1)),
+        "c": save_png(d / "c.png", smooth_image(40, 70, 3, 1)),
+        "one": save_png(d / "one.png", smooth_image(1, 1, 3, 2)),
+        "dir": d,
+    }
+    yield e
+    mp.undo()
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def fail(capsys, needle, *argv):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bitswap: error: "), err
+    assert "Traceback" not in err
+    assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def same_image(a: Path, b: Path) -> bool:
+    from PIL import Image
+    with Image.open(a) as x, Image.open(b) as y:
+        return x.mode == y.mode and x.size == y.size and x.tobytes() == y.tobytes()
+
+
+def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
+    bsw = tmp_path / "out.bsw"
+    rc, out, err = run(capsys, "compress", env["g"], env["c"], env["one"], "-o", bsw, "--model", env["grey"])
+    assert rc == 0, err
+    assert "bits per sub-pixel" in out and "PNG" in out and "3 grey planes" in out
+    rc, out, _ = run(capsys, "info", bsw)
+    assert rc == 0 and "tiny-grey" in out and "33" in out and "RGB as 3 grey planes" in out
+    rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
+    assert rc == 0, err
+    for k in ("g", "c", "one"):
+        assert same_image(env[k], tmp_path / "dec" / f"{k}.png")
+    assert sorted(os.listdir(tmp_path)) == ["dec", "out.bsw"]      # no temporary files left
+    mask = os.umask(0o022)
+    os.umask(mask)
+    mode = 0o666 & ~mask
+    assert bsw.stat().st_mode & 0o777 == mode and (tmp_path / "dec" / "g.png").stat().st_mode & 0o777 == mode
+
+
+def test_round_trip_rgb_model(env, capsys, tmp_path):
+    bsw = tmp_path / "rgb.bsw"
+    assert run(capsys, "compress", env["c"], env["g"], "-o", bsw, "--model", env["rgb"], "--bbans",
+               "--batch", "3", "--lanes", "64")[0] == 0
+    rc, out, _ = run(capsys, "info", bsw)
+    assert "BB-ANS" in out and "64 lanes" in out and "grey replicated to RGB" in out
+    assert run(capsys, "decompress", bsw, "-o", tmp_path, "--model", env["rgb"], "-q")[0] == 0
+    assert same_image(env["c"], tmp_path / "c.png") and same_image(env["g"], tmp_path / "g.png")
+
+
+@pytest.fixture(scope="module")
+def bsw(env):
+    path = env["dir"] / "good.bsw"
+    assert main(["compress", str(env["g"]), str(env["c"]), "-o", str(path), "--model", str(env["grey"]), "-q"]) == 0
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _refix(data: bytes) -> bytes:
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+def test_bad_bsw_files(env, bsw, capsys, tmp_path):
+    data = bsw.read_bytes()
+    out = tmp_path / "out"
+    m = ("--model", env["grey"])
+    fail(capsys, "file checksum mismatch", "decompress", _write(tmp_path / "x.bsw", data[:60] + b"\xff" + data[61:]),
+         "-o", out, *m)
+    fail(capsys, "checksum mismatch", "decompress", _write(tmp_path / "x.bsw", data[: len(data) // 2]), "-o", out, *m)
+    fail(capsys, "truncated", "info", _write(tmp_path / "x.bsw", data[:10]))
+    fail(capsys, "not a .bsw file", "decompress", env["g"], "-o", out, *m)
+    fail(capsys, "not a .bsw file", "info", _write(tmp_path / "x.bsw", b""))
+    fail(capsys, "no such file", "info", tmp_path / "missing.bsw")
+    fail(capsys, "is a directory", "info", tmp_path)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_model_errors(env, bsw, capsys, tmp_path):
+    out = tmp_path / "out"
+    fail(capsys, "unknown model 'nosuch-nz8'", "compress", env["g"], "-o", tmp_path / "a.bsw", "--model", "nosuch-nz8")
+    fail(capsys, "model file not found", "compress", env["g"], "-o", tmp_path / "a.bsw", "--model", tmp_path / "x.pt")
+    fail(capsys, "not a loadable bitswap-vae", "compress", env["g"], "-o", tmp_path / "a.bsw", "--model", env["g"])
+    fail(capsys, "was compressed with model 'tiny-grey', which cannot be loaded here", "decompress", bsw, "-o", out)
+    line = fail(capsys, "wrong model", "decompress", bsw, "-o", out, "--model", env["other"])
+    assert "tiny-grey" in line and "other" in line
+    assert not list(tmp_path.glob("*.bsw")) and (not out.exists() or not any(out.iterdir()))
+
+
+def test_input_errors(env, capsys, tmp_path):
+    o = tmp_path / "o.bsw"
+    m = ("--model", env["grey"])
+    (tmp_path / "t.txt").write_text("hello")
+    fail(capsys, "not an image file", "compress", env["g"], tmp_path / "t.txt", "-o", o, *m)
+    fail(capsys, "no such file", "compress", tmp_path / "nope.png", "-o", o, *m)
+    fail(capsys, "is a directory", "compress", tmp_path, "-o", o, *m)
+    os.mkfifo(tmp_path / "fifo")
+    fail(capsys, "not a regular file", "compress", tmp_path / "fifo", "-o", o, *m)
+    fail(capsys, "not a regular file", "decompress", tmp_path / "fifo", "-o", tmp_path / "x", *m)
+    (tmp_path / "fifo").unlink()
+    fail(capsys, "more than the limit of 0.001", "compress", env["c"], "-o", o, *m, "--max-megapixels", "0.001")
+    fail(capsys, "in all", "compress", env["c"], env["g"], "-o", o, *m, "--max-total-megapixels", "0.003")
+    fail(capsys, "--quantbits must be in 1..16", "compress", env["g"], "-o", o, *m, "--quantbits", "20")
+    fail(capsys, "--batch must be", "compress", env["g"], "-o", o, *m, "--batch", "0")
+    fail(capsys, "--lanes must be", "compress", env["g"], "-o", o, *m, "--lanes", "0")
+    fail(capsys, "--seed must be", "compress", env["g"], "-o", o, *m, "--seed", "-1")
+    fail(capsys, "does not exist", "compress", env["g"], "-o", tmp_path / "no" / "dir" / "o.bsw", *m)
+    fail(capsys, "is a directory", "compress", env["g"], "-o", tmp_path, *m)
+    fail(capsys, "refusing to overwrite the input", "compress", env["g"], "-o", env["g"], *m)
+    fail(capsys, "CUDA is not available", "compress", env["g"], "-o", o, *m, "--device", "cuda") \
+        if not __import__("torch").cuda.is_available() else None
+    from PIL import Image
+    Image.fromarray(np.stack([smooth_image(9, 9, 1)] * 2, -1), "LA").save(tmp_path / "alpha.png")
+    fail(capsys, "translucent alpha", "compress", tmp_path / "alpha.png", "-o", o, *m)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.png", "t.txt"]
+
+
+def test_unwritable_outputs(env, bsw, capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    fail(capsys, "not a directory", "decompress", bsw, "-o", tmp_path / "file", "--model", env["grey"])
+    fail(capsys, "not a directory", "decompress", bsw, "-o", tmp_path / "file" / "sub", "--model", env["grey"])
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            fail(capsys, "permission denied", "compress", env["g"], "-o", ro / "a.bsw", "--model", env["grey"])
+            fail(capsys, "permission denied", "decompress", bsw, "-o", ro, "--model", env["grey"])
+        finally:
+            ro.chmod(0o700)
+
+
+def test_checksum_mismatch_leaves_no_output(env, bsw, capsys, tmp_path):
+    c = Container.from_bytes(bsw.read_bytes())
+    h = c.header
+    bad = replace(h, images=[h.images[0], replace(h.images[1], checksum=h.images[1].checksum ^ 0xFF)])
+    path = _write(tmp_path / "bad.bsw", Container(bad, c.payload).to_bytes())
+    line = fail(capsys, "decoded pixels differ from the original (checksum mismatch): the model computed "
+                        "different probabilities here than when compressing (different hardware/software?)",
+                "decompress", path, "-o", tmp_path / "out", "--model", env["grey"])
+    assert line.startswith("bitswap: error: c: ")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_bins_mismatch(env, bsw, capsys, tmp_path, monkeypatch):
+    from bitswap import images as lib
+    real = lib.get_bins
+
+    def shifted(model, quantbits, strategy):
+        b = real(model, quantbits, strategy)
+        return replace(b, centres=[c + 1e-9 for c in b.centres])
+    monkeypatch.setattr(lib, "get_bins", shifted)
+    fail(capsys, "latent bins computed here", "decompress", bsw, "-o", tmp_path, "--model", env["grey"])
+
+
+def test_subprocess_exit_status(env, tmp_path):
+    """The real entry point: one line on stderr, status 2, nothing on stdout."""
+    bad = _write(tmp_path / "junk.bsw", b"\x89BSW\r\n\x1a\n" + os.urandom(100))
+    p = subprocess.run([sys.executable, "-m", "bitswap", "decompress", str(bad), "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("bitswap: error: "), p.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_script_gives_the_same_bits_as_the_cli(env, capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("imagenetcrop_compress", ROOT / "imagenetcrop_compress.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k in ("c", "one"):
+        (folder / env[k].name).write_bytes(env[k].read_bytes())
+    assert script.main(["--folder", str(folder), "--model", str(env["rgb"]), "--out", str(tmp_path / "res"),
+                        "--codecs", "png",
+                        "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "mean" in out and "png" in out
+    for k in ("c", "one"):
+        assert run(capsys, "compress", env[k], "-o", tmp_path / f"{k}.bsw", "--model", env["rgb"])[0] == 0
+        assert (tmp_path / f"{k}.bsw").read_bytes() == (tmp_path / "res" / "bsw" / f"{k}.bsw").read_bytes()
+
+
+# ------------------------------------------------------------------------------ fuzzing
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _clean_failure(capsys, argv) -> None:
+    rc, out, err = run(capsys, *argv)
+    if rc == 0:
+        return
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bitswap: error: "), err
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), min_size=1, max_size=4),
+       st.integers(0, 10 ** 6), st.booleans(), st.binary(max_size=64))
+def test_fuzz_info(env, bsw, capsys, tmp_path, edits, cut, fix_crc, junk):
+    """Mutated, truncated, extended and random files through ``bitswap info``."""
+    data = bytearray(bsw.read_bytes())
+    for pos, val in edits:
+        data[pos % len(data)] = val
+    data = bytes(data[: cut % (len(data) + 1)]) + junk if not fix_crc else bytes(data)
+    path = _write(tmp_path / "f.bsw", _refix(data) if fix_crc and len(data) > 4 else data)
+    _clean_failure(capsys, ["info", path])
+    _clean_failure(capsys, ["info", _write(tmp_path / "r.bsw", junk)])
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.integers(14, 120), st.integers(0, 255))
+def test_fuzz_decompress_header_with_valid_crc(env, bsw, capsys, tmp_path, pos, val):
+    """A header byte changed and the file checksum recomputed (only the bounds checks and the
+    model/bins/pixel checks stand in the way): a clean error or a verified decode, never more."""
+    data = bytearray(bsw.read_bytes())
+    data[pos] = val
+    path = _write(tmp_path / "f.bsw", _refix(bytes(data)))
+    out = tmp_path / f"out{pos}_{val}"
+    _clean_failure(capsys, ["decompress", path, "-o", out, "--model", env["grey"], "-q"])
+    assert not out.exists() or {p.name for p in out.iterdir()} <= {"g.png", "c.png"}

@@ -1,0 +1,206 @@
+"""Bit-Swap and BB-ANS: exact round trips, initial bits, rates, and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from bitswap.ans import Message
+from bitswap.coders import Coder
+from bitswap.data import load_dataset
+from bitswap.discretization import LatentBins, cached_bins, compute_bins, logistic_bins, weights_hash
+from bitswap.vae import ResNetVAE, VAEConfig
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def tiny_model(nz: int, channels: int = 1, seed: int = 0) -> ResNetVAE:
+    torch.manual_seed(seed)
+    cfg = VAEConfig(x_channels=channels, nz=nz, zchannels=1 if channels == 1 else 2, width=8,
+                    blocks=2, nprocessing=1, dropout=0.0)
+    return ResNetVAE(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist", "test", root="/nonexistent")     # the embedded copy
+
+
+def encode_all(coder, msg, batches):
+    return [coder.encode(msg, b) for b in batches]
+
+
+def decode_all(coder, msg, sizes):
+    return [coder.decode(msg, n)[0] for n in reversed(sizes)][::-1]
+
+
+@pytest.mark.parametrize("nz", [1, 2, 4])
+@pytest.mark.parametrize("bitswap", [True, False])
+@pytest.mark.parametrize("layout", ["one-stream", "streams"])
+def test_round_trip_real_and_random(nz, bitswap, layout, mnist):
+    model = tiny_model(nz)
+    bins = compute_bins(model, quantbits=8, nsamples=512)
+    rng = np.random.default_rng(nz)
+    real = mnist[rng.choice(len(mnist), 6, replace=False)]
+    noise = rng.integers(0, 256, (6, 1, 32, 32), dtype=np.uint8)
+    coder = Coder(model, bins, bitswap=bitswap, lanes=16)
+    if layout == "one-stream":      # several batches of different sizes on one message
+        msg = coder.new_message(streams=1, seed=5)
+        batches = [real[:1], real[1:4], noise[:5]]
+    else:                           # three independent streams, one image each per batch
+        msg = coder.new_message(streams=3, seed=5)
+        batches = [real[:3], real[3:], noise[:3]]
+    stats = encode_all(coder, msg, batches)
+    assert all(np.all(np.isfinite(s.layer_bits)) for s in stats)
+    # decode from the serialised streams only
+    dec = Message.stack([Message.from_bytes(m.to_bytes()) for m in msg.split()])
+    decoded = decode_all(coder, dec, [len(b) for b in batches])
+    for a, b in zip(batches, decoded):
+        assert np.array_equal(a, b)
+    dec.check_initial()
+
+
+def test_bitswap_needs_fewer_initial_bits_than_bbans(mnist):
+    for nz in (2, 4):
+        model = tiny_model(nz, seed=1)
+        bins = compute_bins(model, quantbits=8, nsamples=512)
+        used = {}
+        for bitswap in (True, False):
+            coder = Coder(model, bins, bitswap=bitswap, lanes=4)
+            msg = coder.new_message(streams=5, seed=0)
+            coder.encode(msg, mnist[:5])
+            used[bitswap] = msg.initial_bits
+        assert used[True] < used[False], (nz, used)
+
+
+def test_net_rate_matches_the_elbo(mnist):
+    """Net bits/dim of the coder agree with the model's -ELBO on the same images."""
+    model = tiny_model(2, seed=2)
+    bins = compute_bins(model, quantbits=10, nsamples=4096, data=mnist[:2000])
+    x = mnist[2000:2064]
+    coder = Coder(model, bins, lanes=16)
+    msg = coder.new_message(streams=8, seed=0)
+    net = np.concatenate([coder.encode(msg, x[i:i + 8]).net_bits for i in range(0, 64, 8)])
+    with torch.no_grad():
+        elbo = np.mean([model.negative_elbo(torch.from_numpy(x)).mean().item() for _ in range(4)])
+    assert abs(net.mean() / 1024 - elbo) < 0.05 * elbo
+
+
+def test_decoding_a_stream_written_by_another_process(tmp_path, mnist):
+    model = tiny_model(2, seed=3)
+    from bitswap.vae import save_model
+    save_model(model, tmp_path / "m.pt")
+    bins = compute_bins(model, quantbits=8, nsamples=256)
+    bins.save(tmp_path / "bins.npz")
+    np.save(tmp_path / "x.npy", mnist[:4])
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from bitswap.vae import load_model
+        from bitswap.discretization import LatentBins
+        from bitswap.coders import Coder
+        model = load_model({str(tmp_path / 'm.pt')!r})
+        coder = Coder(model, LatentBins.load({str(tmp_path / 'bins.npz')!r}), lanes=8)
+        msg = coder.new_message(streams=1, seed=9)
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        coder.encode(msg, x[:2]); coder.encode(msg, x[2:])
+        open({str(tmp_path / 'stream.ans')!r}, 'wb').write(msg.to_bytes())
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=300,
+                   env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    from bitswap.vae import load_model
+    coder = Coder(load_model(tmp_path / "m.pt"), LatentBins.load(tmp_path / "bins.npz"), lanes=8)
+    msg = Message.from_bytes((tmp_path / "stream.ans").read_bytes())
+    second, _ = coder.decode(msg, 2)
+    first, _ = coder.decode(msg, 2)
+    assert np.array_equal(first, mnist[:2]) and np.array_equal(second, mnist[2:4])
+    msg.check_initial()
+
+
+def test_wrong_model_or_corrupt_stream_is_detected(mnist):
+    model, other = tiny_model(2, seed=4), tiny_model(2, seed=5)
+    bins = compute_bins(model, quantbits=8, nsamples=256)
+    coder = Coder(model, bins, lanes=8)
+    msg = coder.new_message(seed=1)
+    coder.encode(msg, mnist[:3])
+    data = msg.to_bytes()
+    # a different model decodes something else, and the initial bits do not come back
+    wrong = Coder(other, bins, lanes=8)
+    m = Message.from_bytes(data)
+    try:
+        x, _ = wrong.decode(m, 3)
+        assert not np.array_equal(x, mnist[:3])
+        with pytest.raises(ValueError):
+            m.check_initial()
+    except ValueError:
+        pass                                   # or it runs out of data: also detected
+    # a flipped byte is caught by the message checksum
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0x10
+    with pytest.raises(ValueError, match="checksum"):
+        Message.from_bytes(bytes(bad))
+
+
+def test_bad_batches_raise():
+    model = tiny_model(1)
+    coder = Coder(model, compute_bins(model, quantbits=6), lanes=4)
+    msg = coder.new_message(streams=2)
+    with pytest.raises(ValueError):
+        coder.encode(msg, np.zeros((3, 1, 32, 32), np.uint8))        # 3 images, 2 streams
+    with pytest.raises(ValueError):
+        coder.encode(msg, np.zeros((2, 1, 28, 28), np.uint8))        # wrong shape
+    with pytest.raises(ValueError):
+        coder.encode(msg, np.zeros((2, 1, 32, 32), np.float32))      # not uint8
+    with pytest.raises(ValueError):
+        Coder(tiny_model(2), compute_bins(model, quantbits=6))       # bins for another depth
+
+
+# ----------------------------------------------------------------- discretization
+
+def test_top_layer_bins_are_equiprobable_under_the_prior():
+    edges, centres = logistic_bins(3, 6)
+    F = 1 / (1 + np.exp(-edges))
+    assert np.allclose(np.diff(F, axis=1), 1 / 64)
+    assert np.all((edges[:, :-1] < centres) & (centres < edges[:, 1:]))
+
+
+@pytest.mark.parametrize("strategy", ["quantile", "uniform"])
+def test_lower_layer_bins(strategy, tmp_path, mnist):
+    model = tiny_model(3)
+    bins = compute_bins(model, quantbits=6, strategy=strategy, data=mnist[:200], nsamples=600)
+    for e, c in zip(bins.edges, bins.centres):
+        assert e.shape == (256, 65) and c.shape == (256, 64)
+        assert np.all(np.isneginf(e[:, 0])) and np.all(np.isposinf(e[:, -1]))
+        assert np.all(np.diff(e, axis=1) >= 0)
+    bins.save(tmp_path / "b.npz")
+    again = LatentBins.load(tmp_path / "b.npz")
+    assert again.digest == bins.digest
+    (tmp_path / "junk.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError):
+        LatentBins.load(tmp_path / "junk.npz")
+
+
+def test_bins_cache_is_keyed_by_weights(tmp_path):
+    a, b = tiny_model(2, seed=6), tiny_model(2, seed=7)
+    assert weights_hash(a) != weights_hash(b)
+    bins_a = cached_bins(a, quantbits=6, nsamples=256, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    assert cached_bins(a, quantbits=6, nsamples=256, cache_dir=tmp_path).digest == bins_a.digest
+    cached_bins(b, quantbits=6, nsamples=256, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_network_outputs_do_not_depend_on_the_batch(mnist):
+    """Decoding one stream of a batch relies on this (see Coder._network)."""
+    model = tiny_model(2, seed=8)
+    bins = compute_bins(model, quantbits=6, nsamples=128)
+    coder = Coder(model, bins)
+    x = torch.from_numpy(mnist[:40])
+    full = coder._network(model.infer, 0, x, __import__("bitswap.coders", fromlist=["_Timer"])._Timer())
+    for B in (1, 2, 3, 17):
+        part = coder._network(model.infer, 0, x[:B], __import__("bitswap.coders", fromlist=["_Timer"])._Timer())
+        assert np.array_equal(part[0], full[0][:B]) and np.array_equal(part[1], full[1][:B])

@@ -1,0 +1,131 @@
+"""The paper's protocol end to end on a tiny model, the compress CLI, and the model zoo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bitswap import zoo
+from bitswap.ans import Message
+from bitswap.coders import Coder
+from bitswap.data import load_dataset
+from bitswap.discretization import compute_bins
+from bitswap.experiment_cli import main as compress_main
+from bitswap.experiments import experiment_indices, run_experiments, summarize
+from bitswap.results import load_results, result_name
+from bitswap.vae import ResNetVAE, VAEConfig, save_model
+
+
+def tiny(nz=2, seed=0):
+    torch.manual_seed(seed)
+    return ResNetVAE(VAEConfig(x_channels=1, nz=nz, zchannels=1, width=8, blocks=2,
+                               nprocessing=1, dropout=0.0)).eval()
+
+
+def test_experiment_indices():
+    idx = experiment_indices(1000, 5, 100, seed=3)
+    assert idx.shape == (5, 100)
+    assert all(len(set(row)) == 100 for row in idx)
+    assert np.array_equal(idx[:2], experiment_indices(1000, 2, 100, seed=3))
+    assert not np.array_equal(idx, experiment_indices(1000, 5, 100, seed=4))
+    with pytest.raises(ValueError):
+        experiment_indices(10, 1, 11)
+
+
+def test_run_experiments_accounts_exactly(tmp_path):
+    images = load_dataset("mnist", "test", root=tmp_path)[:200]
+    model = tiny()
+    coder = Coder(model, compute_bins(model, quantbits=8, nsamples=256), lanes=4)
+    idx = experiment_indices(len(images), 3, 4, seed=1)
+    elbo = lambda x: model.negative_elbo(torch.from_numpy(x)).detach().numpy()
+    meta, arr = run_experiments(coder, images, idx, seed=1, batch=2, elbo=elbo,
+                                stream_dir=tmp_path / "s", progress=False)
+    assert arr["net"].shape == (3, 4) and arr["layer_bits"].shape == (3, 4, 3)
+    assert np.allclose(arr["net"], arr["layer_bits"].sum(2))
+    assert np.all(np.diff(arr["initial_bits"], axis=1) >= 0)
+    # the total after the last image is the size of the stream written to disk
+    for e in range(3):
+        data = (tmp_path / "s" / f"exp{e:04d}.ans").read_bytes()
+        msg = Message.from_bytes(data)
+        assert arr["total"][e, -1] * 4 * 1024 == msg.num_bits()
+        # and the stream decodes to the experiment's images
+        for k in range(3, -1, -1):
+            x, _ = coder.decode(msg, 1)
+            assert np.array_equal(x[0], images[idx[e, k]])
+        msg.check_initial()
+    s = summarize(meta, arr)
+    assert meta["lossless"] and s["total_after"][1] > s["total_after"][4]
+    assert abs(s["gap"]) < 0.5
+
+
+def test_compress_cli_with_a_model_file(tmp_path, capsys):
+    path = tmp_path / "tiny.pt"
+    save_model(tiny(), path)
+    out = tmp_path / "results"
+    argv = ["--model", str(path), "--nz", "2", "--experiments", "2", "--ndatapoints", "3",
+            "--quantbits", "8", "--lanes", "4", "--data", str(tmp_path / "data"), "--out", str(out),
+            "--quiet"]
+    import os
+    os.environ["BITSWAP_CACHE"] = str(tmp_path / "cache")
+    assert compress_main("mnist", 8, argv) == 0
+    printed = capsys.readouterr().out
+    assert "net bits/dim" in printed and "identical" in printed
+    meta, arrays = load_results(out / result_name("mnist", 2, True))
+    assert meta["experiments"] == 2 and arrays["total"].shape == (2, 3)
+    assert json.loads((out / "mnist_nz2_bitswap.json").read_text())["summary"]["net"] > 0
+    assert len(list((out / "streams" / "mnist_nz2_bitswap").glob("*.ans"))) == 2
+
+
+def test_compress_cli_errors_are_one_line(tmp_path, capsys):
+    assert compress_main("mnist", 8, ["--model", "no-such-model", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no-such-model" in err and "Traceback" not in err
+    assert compress_main("cifar10", 8, ["--model", str(tmp_path / "missing.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_zoo_checks_hashes(tmp_path, monkeypatch):
+    assets = tmp_path / "models"
+    assets.mkdir()
+    monkeypatch.setattr(zoo, "ASSETS", assets)
+    monkeypatch.setattr(zoo, "MANIFEST", assets / "manifest.json")
+    save_model(tiny(), tmp_path / "exported.pt", test_elbo=9.9)
+    entry = zoo.add("mnist-nz2", tmp_path / "exported.pt")
+    assert entry["nz"] == 2 and entry["test_elbo"] == 9.9
+    assert zoo.available() == ["mnist-nz2"]
+    assert zoo.load("mnist-nz2").nz == 2
+    with pytest.raises(zoo.ModelError, match="unknown model"):
+        zoo.load("mnist-nz3")
+    weights = assets / entry["file"]
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(zoo.ModelError, match="corrupt"):
+        zoo.load("mnist-nz2")
+    weights.unlink()
+    with pytest.raises(zoo.ModelError, match="missing"):
+        zoo.load("mnist-nz2")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(zoo.ModelError):
+        zoo.load(str(tmp_path / "junk.pt"))
+
+
+def test_results_table_is_generated_from_result_files(tmp_path):
+    import results_table
+    summary = {"net": 1.3, "elbo": 1.29, "gap": 0.01, "total_after": {"1": 3.5, "50": 1.33, "100": 1.31},
+               "initial_bits_first": 2000.0, "initial_bits_end": 2100.0,
+               "encode_images_per_s": 50.0, "decode_images_per_s": 50.0}
+    for scheme in ("bitswap", "bbans"):
+        (tmp_path / f"mnist_nz8_{scheme}.json").write_text(json.dumps(
+            {"summary": summary, "model": "mnist-nz8", "experiments": 10, "ndatapoints": 100}))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results -->\nold\n<!-- /results -->\nend\n")
+    assert results_table.main(["--results", str(tmp_path), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    u = 1024 / 784     # MNIST is reported per 28x28 pixel, as in the paper
+    assert (f"| mnist (per 28x28 pixel) | 8 | mnist-nz8 | {u * 1.29:.3f} | {u * 1.3:.3f} | "
+            f"{u * 3.5:.2f} / {u * 1.33:.2f} / {u * 1.31:.2f} |") in text
+    assert "old" not in text and text.startswith("intro") and text.endswith("end\n")

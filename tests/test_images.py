@@ -1,0 +1,196 @@
+"""Compressing real images with the library (bitswap.images): round trips of MNIST digits,
+CIFAR-10 images, a Kodak photograph and odd sizes, every lossless mode, and the errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_fixtures import save_png, smooth_image, tiny_model
+
+from bitswap import images as lib
+from bitswap.container import CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Container
+from bitswap.data import PACKAGED_MNIST, read_idx
+from bitswap.discretization import compute_bins
+from bitswap.zoo import ModelError
+
+KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+
+
+@pytest.fixture(scope="module")
+def grey():
+    m = tiny_model(1, 2, seed=1)
+    m.name = "tiny-grey"
+    return m, compute_bins(m, 10, nsamples=256)
+
+
+@pytest.fixture(scope="module")
+def rgb():
+    m = tiny_model(3, 2, seed=2)
+    m.name = "tiny-rgb"
+    return m, compute_bins(m, 10, nsamples=256)
+
+
+def round_trip(srcs, model_bins, **kw):
+    model, bins = model_bins
+    res = lib.compress(srcs, model, bins=bins, **kw)
+    c = Container.from_bytes(res.data)
+    out = lib.decompress(c, model, bins=bins)
+    assert len(out) == len(srcs)
+    for src, (entry, px) in zip(srcs, out):
+        assert entry.mode == src.mode and (entry.width, entry.height) == src.size
+        np.testing.assert_array_equal(px, src.pixels)
+    return res, out
+
+
+def test_mnist_digits(grey):
+    digits = read_idx(next(PACKAGED_MNIST.glob("t10k-images*")))[:5]
+    srcs = [lib.SourceImage(d[None], name=f"digit{k}") for k, d in enumerate(digits)]
+    res, _ = round_trip(srcs, grey)
+    assert res.container.header.images[0].coding == CODING_DIRECT
+    assert res.subpixels == 5 * 28 * 28
+
+
+def test_cifar_images_direct_and_as_planes(rgb, grey, shared_data):
+    imgs = np.load(shared_data / "cifar10" / "cifar10_test.npz")["images"][:3]
+    srcs = [lib.SourceImage(im.transpose(2, 0, 1)) for im in imgs]
+    res, _ = round_trip(srcs, rgb)
+    assert {e.coding for e in res.container.header.images} == {CODING_DIRECT}
+    res, _ = round_trip(srcs, grey, bitswap=False)
+    assert {e.coding for e in res.container.header.images} == {CODING_PLANES}
+    assert not res.container.header.bitswap
+
+
+def test_kodak_photograph(rgb):
+    path = KODAK / "kodim23.png"
+    if not path.exists():
+        pytest.skip("Kodak images not available (../shared/data/kodak)")
+    src = lib.read_image(path)
+    assert src.size == (768, 512) and src.channels == 3
+    res, _ = round_trip([src], rgb, batch=128)
+    assert res.container.header.lanes == lib.auto_lanes(768 * 512 * 3)
+
+
+def test_odd_sizes_on_one_message(grey, rgb):
+    srcs = [lib.SourceImage(smooth_image(1, 1, 1)[None]),
+            lib.SourceImage(smooth_image(33, 31, 3, 1).transpose(2, 0, 1)),
+            lib.SourceImage(smooth_image(375, 500, 1, 2)[None]),
+            lib.SourceImage(smooth_image(31, 65, 1, 3)[None])]
+    res, _ = round_trip(srcs, grey, batch=50, lanes=512)      # batches cross image boundaries
+    assert [e.coding for e in res.container.header.images] == [0, CODING_PLANES, 0, 0]
+    res, _ = round_trip(srcs[:2], rgb, batch=3, lanes=128)
+    assert [e.coding for e in res.container.header.images] == [CODING_REPLICATE, CODING_DIRECT]
+
+
+def _write_modes(tmp: Path) -> list[Path]:
+    from PIL import Image
+    g = smooth_image(40, 37, 1)
+    c = smooth_image(40, 37, 3, 1)
+    paths = [save_png(tmp / "grey.png", g), save_png(tmp / "rgb.png", c)]
+    paths.append(tmp / "bw.png")
+    Image.fromarray(g > 128).convert("1").save(paths[-1])
+    paths.append(tmp / "pal_rgb.png")
+    Image.fromarray(c).quantize(37).save(paths[-1])
+    paths.append(tmp / "pal_grey.gif")
+    Image.fromarray(g).convert("P").save(paths[-1])
+    paths.append(save_png(tmp / "la.png", np.stack([g, np.full_like(g, 255)], -1), "LA"))
+    paths.append(save_png(tmp / "rgba.png", np.concatenate([c, np.full_like(g, 255)[..., None]], -1), "RGBA"))
+    paths.append(tmp / "i16.png")
+    Image.fromarray(g.astype(np.uint16)).save(paths[-1])
+    paths.append(tmp / "rgb.bmp")
+    Image.fromarray(c).save(paths[-1])
+    return paths
+
+
+def test_every_mode_restored_exactly(tmp_path, grey):
+    from PIL import Image
+    paths = _write_modes(tmp_path)
+    srcs = [lib.read_image(p) for p in paths]
+    assert [s.mode for s in srcs] == ["L", "RGB", "1", "P", "P", "LA", "RGBA", "I;16", "RGB"]
+    assert [s.channels for s in srcs] == [1, 3, 1, 3, 1, 1, 3, 1, 3]
+    _, out = round_trip(srcs, grey, lanes=256)
+    for p, (entry, px) in zip(paths, out):
+        img = lib.restore_image(px, entry.mode, entry.extra)
+        dest = tmp_path / "out" / f"{p.stem}.png"
+        dest.parent.mkdir(exist_ok=True)
+        img.save(dest)
+        with Image.open(p) as a, Image.open(dest) as b:
+            assert (a.mode, a.size) == (b.mode, b.size), p
+            assert a.tobytes() == b.tobytes(), p
+            if a.mode == "P":
+                assert a.getpalette() == b.getpalette()
+
+
+def test_unsupported_and_unreadable_inputs(tmp_path):
+    from PIL import Image
+    g = smooth_image(20, 20, 1)
+    cases = {
+        "alpha.png": (np.stack([g, g], -1), "LA", "translucent alpha"),
+        "big16.png": (g.astype(np.uint16) * 3, None, "values above 255"),
+    }
+    for name, (arr, mode, needle) in cases.items():
+        (Image.fromarray(arr, mode) if mode else Image.fromarray(arr)).save(tmp_path / name)
+        with pytest.raises(lib.ImageError, match=needle):
+            lib.read_image(tmp_path / name)
+    Image.fromarray(smooth_image(20, 20, 3)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    with pytest.raises(lib.ImageError, match="unsupported image mode 'CMYK'"):
+        lib.read_image(tmp_path / "cmyk.jpg")
+    frames = [Image.fromarray(g), Image.fromarray(255 - g)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(lib.ImageError, match="frames"):
+        lib.read_image(tmp_path / "anim.gif")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(lib.ImageError, match="not an image file"):
+        lib.read_image(tmp_path / "notes.txt")
+    good = save_png(tmp_path / "ok.png", smooth_image(64, 64, 3))
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(lib.ImageError, match="cannot decode"):
+        lib.read_image(tmp_path / "cut.png")
+    with pytest.raises(lib.ImageError, match="no such file"):
+        lib.read_image(tmp_path / "missing.png")
+    with pytest.raises(lib.ImageError, match="megapixels"):
+        lib.read_image(good, lib.Limits(max_megapixels=0.001))
+
+
+def test_limits_on_compress_and_decompress(grey):
+    model, bins = grey
+    srcs = [lib.SourceImage(smooth_image(40, 40, 1)[None])] * 2
+    with pytest.raises(lib.ImageError, match="in all"):
+        lib.compress(srcs, model, bins=bins, limits=lib.Limits(1, 0.002))
+    res = lib.compress(srcs, model, bins=bins)
+    with pytest.raises(lib.ImageError, match="limit"):
+        lib.decompress(res.container, model, bins=bins, limits=lib.Limits(0.001, 1))
+
+
+def test_wrong_model_bins_and_checksum(grey):
+    model, bins = grey
+    src = lib.SourceImage(smooth_image(35, 40, 1)[None], name="x")
+    res = lib.compress([src], model, bins=bins)
+    other = tiny_model(1, 2, seed=99)
+    with pytest.raises(ModelError, match="wrong model.*tiny-grey"):
+        lib.decompress(res.container, other)
+    other_bins = compute_bins(model, 10, nsamples=128, seed=3)
+    with pytest.raises(lib.ChecksumMismatchError, match="latent bins computed here"):
+        lib.decompress(res.container, model, bins=other_bins)
+    h = res.container.header
+    bad = Container(replace(h, images=[replace(h.images[0], checksum=h.images[0].checksum ^ 1)]),
+                    res.container.payload)
+    with pytest.raises(lib.ChecksumMismatchError, match=r"checksum mismatch\): the model computed different"):
+        lib.decompress(Container.from_bytes(bad.to_bytes()), model, bins=bins)
+
+
+def test_model_choice():
+    assert lib.choose_model_name({1}, ["cifar10-nz8", "mnist-nz2", "mnist-nz8"]) == "mnist-nz8"
+    assert lib.choose_model_name({3}, ["cifar10-nz8", "imagenetcrop-nz4", "mnist-nz8"]) == "imagenetcrop-nz4"
+    assert lib.choose_model_name({1, 3}, ["mnist-nz8"]) == "mnist-nz8"       # RGB as planes
+    assert lib.choose_model_name({1}, ["cifar10-nz8"]) == "cifar10-nz8"      # grey replicated
+    with pytest.raises(ModelError, match="no shipped model"):
+        lib.choose_model_name({1}, [])
+
+
+def test_auto_lanes():
+    assert lib.auto_lanes(1) == 16
+    assert lib.auto_lanes(768 * 512 * 3) == 576
+    assert lib.auto_lanes(10 ** 9) == 1024
