@@ -105,7 +105,7 @@ def _cma(a: np.ndarray) -> np.ndarray:
 
 
 def _band(ax, x, data, color, label, style="-"):
-    mean, std = data.mean(axis=0), data.std(axis=0)
+    mean, std = np.nanmean(data, axis=0), np.nanstd(data, axis=0)
     ax.plot(x, mean, style, color=color, label=label, linewidth=1.6)
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
 
@@ -122,7 +122,9 @@ def summary_rows(found: dict, at: Sequence[int] = (1, 50, 100)) -> list[str]:
         total = arr["total"]
         n = total.shape[1]
         after = " / ".join(f"{total[:, k - 1].mean():.2f}" if k <= n else "-" for k in at)
-        rows.append(f"{ds:10s} nz={nz:<2d} {scheme:8s} -ELBO {arr['elbo'].mean():.3f}  "
+        elbo = np.asarray(arr["elbo"], dtype=np.float64)
+        elbo_txt = f"{np.nanmean(elbo):.3f}" if np.isfinite(elbo).any() else "n/a"
+        rows.append(f"{ds:10s} nz={nz:<2d} {scheme:8s} -ELBO {elbo_txt}  "
                     f"net {arr['net'].mean():.3f} +- {arr['net'].std():.3f}  "
                     f"total after {'/'.join(map(str, at))}: {after}  "
                     f"initial bits at end {arr['initial_bits'][:, -1].mean():.0f}")
@@ -157,9 +159,12 @@ def cma_figure(found: dict, title: str | None = None):
                 lows.append(total.mean(axis=0).min())
                 elbos.append(np.asarray(arr["elbo"], dtype=np.float64))
             elbo = np.concatenate(elbos, axis=0)
-            x = np.arange(1, elbo.shape[1] + 1)
-            _band(ax, x, _cma(elbo), "tab:blue", f"-ELBO ({elbo.mean():.2f})", "--")
-            lo = min(min(lows), _cma(elbo).mean(axis=0).min())
+            elbo = elbo[np.isfinite(elbo).all(axis=1)]      # runs without an -ELBO: NaN
+            x = np.arange(1, total.shape[1] + 1)
+            lo = min(lows)
+            if len(elbo):
+                _band(ax, x, _cma(elbo), "tab:blue", f"-ELBO ({elbo.mean():.2f})", "--")
+                lo = min(lo, _cma(elbo).mean(axis=0).min())
             hi = max(tops)
             pad = 0.1 * max(hi - lo, 0.05)
             ax.set_ylim(lo - pad, hi + pad)

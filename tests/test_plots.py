@@ -12,10 +12,10 @@ from bitswap.results import result_name, save_results
 
 
 def _write_results(folder: Path, dataset: str, nz: int, bitswap: bool, E=3, N=12, dims=1024,
-                   seed=0, negative_layer=False) -> Path:
+                   seed=0, negative_layer=False, no_elbo=False) -> Path:
     rng = np.random.default_rng(seed)
     net = 1.3 + 0.05 * rng.standard_normal((E, N))
-    elbo = net - 0.01
+    elbo = np.full((E, N), np.nan) if no_elbo else net - 0.01
     k = np.arange(1, N + 1)
     init = np.full((E, N), 2600.0 if bitswap else 2200.0 * nz)
     total = (np.cumsum(net, axis=1) * dims + init) / (k * dims)
@@ -78,7 +78,7 @@ def test_plots_single_file_and_no_smoothing(tmp_path):
     import cma
     import stackplot
     d = tmp_path / "r"
-    _write_results(d, "kodak", 8, True, N=1, E=1)
+    _write_results(d, "kodak", 8, True, N=1, E=1, no_elbo=True)   # a run without -ELBO
     out = tmp_path / "o"
     _check_outputs(cma.main(["--results", str(d), "--out", str(out), "--dataset", "kodak",
                              "--nz", "8"]), out, "cma")
