@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Plot a training run's learning curve from its TensorBoard logs.
+
+    python model/plot_curve.py runs/mnist_nz8/tb -o docs/training/mnist_nz8_curve.png
+
+Train and test ELBO (bits/dim) against training images seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("logdir")
+    ap.add_argument("-o", "--out", required=True)
+    ap.add_argument("--batch-size", type=int, default=128, help="global batch (steps -> images)")
+    args = ap.parse_args(argv)
+    acc = EventAccumulator(args.logdir)
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for tag, label in (("train/elbo", "train -ELBO (batch, dropout on)"), ("test/elbo", "test -ELBO")):
+        if tag in tags:
+            ev = acc.Scalars(tag)
+            ax.plot([e.step * args.batch_size for e in ev], [e.value for e in ev],
+                    marker="o" if tag.startswith("test") else None, label=label)
+    ax.set_xlabel("training images seen")
+    ax.set_ylabel("bits per dimension (32x32)")
+    ax.set_ylim(top=2.5)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(Path(args.logdir).resolve().parent.name)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
