@@ -30,7 +30,8 @@ file uses one stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,8 +61,9 @@ class BatchStats:
 
 @dataclass
 class _Timer:
+    """Seconds spent inside the network during one encode or decode."""
+
     network: float = 0.0
-    _t: float = field(default=0.0, repr=False)
 
 
 class Coder:
@@ -111,7 +113,6 @@ class Coder:
         take another path for a batch of one image and round differently (measured:
         differences of 5e-7), so a single image is evaluated as a batch of two.
         """
-        import time
         t = time.perf_counter()
         B = given.shape[0]
         if B == 1:
@@ -184,7 +185,6 @@ class Coder:
     # --------------------------------------------------------------- coding
     def encode(self, msg: Message, x: np.ndarray) -> BatchStats:
         """Encode a batch of images ``x`` (B, C, H, W) uint8 onto ``msg``."""
-        import time
         t0 = time.perf_counter()
         x = np.asarray(x)
         if x.dtype != np.uint8 or x.shape[1:] != self.x_shape:
@@ -210,7 +210,6 @@ class Coder:
 
     def decode(self, msg: Message, batch: int) -> tuple[np.ndarray, BatchStats]:
         """Decode the last encoded batch of ``batch`` images from ``msg``."""
-        import time
         t0 = time.perf_counter()
         self._check_batch(msg, batch)
         timer = _Timer()
