@@ -108,19 +108,37 @@ def _read_container(path: str):
 
 
 def cmd_decompress(args) -> int:
-    from . import images as lib
-    from .zoo import ModelError
-
+    t0 = time.perf_counter()
     c, _ = _read_container(args.file)
     limits = _limits(args)
     _check_device(args)
     outdir = Path(args.output)
+    created = [] if outdir.is_dir() else [p for p in [outdir, *outdir.parents] if not p.exists()][::-1]
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise CLIError(f"cannot write into {outdir}: not a directory") from None
     except OSError as exc:
         raise CLIError(f"cannot create {outdir}: {exc.strerror or exc}") from None
+    try:
+        written = _decode_into(args, c, limits, outdir)
+    except BaseException:
+        for p in reversed(created):          # folders this run created, if still empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+    if not args.quiet:
+        print(f"{args.file}: {len(written)} image{'s' if len(written) > 1 else ''} decoded and verified "
+              f"(pixel checksums match) into {outdir}/, {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
+    from . import images as lib
+    from .zoo import ModelError
+
     if not os.access(outdir, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write into {outdir}: permission denied")
     name = args.model or c.header.model_name
@@ -131,7 +149,6 @@ def cmd_decompress(args) -> int:
             raise
         raise ModelError(f"{args.file} was compressed with model {name!r}, which cannot be loaded here "
                          f"({exc}); give its weights with --model PATH") from None
-    t0 = time.perf_counter()
     decoded = lib.decompress(c, model, device=args.device, limits=limits,
                              progress=not args.quiet and sys.stderr.isatty())
     written = []
@@ -148,10 +165,7 @@ def cmd_decompress(args) -> int:
             except OSError:
                 pass
         raise
-    if not args.quiet:
-        print(f"{args.file}: {len(written)} image{'s' if len(written) > 1 else ''} decoded and verified "
-              f"(pixel checksums match) into {outdir}/, {time.perf_counter() - t0:.1f} s")
-    return 0
+    return written
 
 
 def cmd_info(args) -> int:

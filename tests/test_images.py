@@ -16,9 +16,6 @@ from bitswap.data import PACKAGED_MNIST, read_idx
 from bitswap.discretization import compute_bins
 from bitswap.zoo import ModelError
 
-KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
-
-
 @pytest.fixture(scope="module")
 def grey():
     m = tiny_model(1, 2, seed=1)
@@ -63,8 +60,8 @@ def test_cifar_images_direct_and_as_planes(rgb, grey, shared_data):
     assert not res.container.header.bitswap
 
 
-def test_kodak_photograph(rgb):
-    path = KODAK / "kodim23.png"
+def test_kodak_photograph(rgb, shared_data):
+    path = shared_data / "kodak" / "kodim23.png"
     if not path.exists():
         pytest.skip("Kodak images not available (../shared/data/kodak)")
     src = lib.read_image(path)
