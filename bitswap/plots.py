@@ -177,7 +177,7 @@ def cma_figure(found: dict, title: str | None = None):
                 ax.set_ylabel("cumulative total rate\n" + _dims_label(meta))
             if r == len(datasets) - 1:
                 ax.set_xlabel("images compressed so far")
-    fig.suptitle(title or "Cumulative moving average of the total rate over the stream "
+    fig.suptitle(title or "Cumulative moving average of the total rate over the stream\n"
                  "(mean +- std over experiments; y-axis clipped, 1st-image rate in legend)",
                  fontsize=10)
     fig.tight_layout()
@@ -263,8 +263,8 @@ def stack_figure(found: dict, smooth: int | None = None, title: str | None = Non
         axes[-1, c].legend(handles, labels, fontsize=8, loc="upper center",
                            bbox_to_anchor=(0.5, -0.28), ncol=min(4, len(labels)),
                            frameon=False)
-    fig.suptitle(title or "Bits per layer over the stream (mean over experiments, stacked; "
-                 "hatched: below zero)", fontsize=10)
+    fig.suptitle(title or "Net bits per layer over the stream\n(mean over experiments, "
+                 "stacked; hatched: below zero)", fontsize=10)
     fig.tight_layout()
     return fig
 
