@@ -88,23 +88,31 @@ def compression_table(results: Path) -> str:
 
 
 def codec_table(results: Path, baselines: Path) -> str:
-    rows = ["| Dataset | view | codec | ours (bits/dim) | paper |", "|---|---|---|---|---|"]
-    found = False
+    """Codecs as rows, dataset views as columns; the paper's figure in brackets."""
+    columns, table, labels = [], {}, {}
     for ds in DATASETS + ("kodak",):
         doc = _load(results / f"benchmark_{ds}.json") or _load(baselines / f"benchmark_{ds}.json")
         if not doc:
             continue
         for view in doc["views"]:
+            col = f"{view['view']} ({'bits/sub-pixel' if 'sub-pixel' in view['unit'] else 'bits/dim'})"
+            columns.append(col)
+            # the paper measured MNIST codecs on the 28x28 originals
+            same_images = "28x28" in view["view"] if ds == "mnist" else view is doc["views"][0]
             for r in view["results"]:
+                labels.setdefault(r["codec"], r["label"])
                 if r["bpd_mean"] is None:
-                    continue
-                found = True
-                key = r["codec"]
-                # the paper measured MNIST codecs on the 28x28 originals
-                same_images = "28x28" in view["view"] if ds == "mnist" else view is doc["views"][0]
-                paper = PAPER_CODECS.get(ds, {}).get(key) if same_images else None
-                rows.append(f"| {ds} | {view['view']} | {r['label']} | {r['bpd_mean']:.3f} | {_f(paper)} |")
-    return "\n".join(rows) if found else "(no codec results yet: run benchmark_compress.py)"
+                    cell = r["status"]
+                else:
+                    paper = PAPER_CODECS.get(ds, {}).get(r["codec"]) if same_images else None
+                    cell = f"{r['bpd_mean']:.2f}" + (f" ({paper:.2f})" if paper is not None else "")
+                table[(r["codec"], col)] = cell
+    if not columns:
+        return "(no codec results yet: run benchmark_compress.py)"
+    rows = ["| codec | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for codec, label in labels.items():
+        rows.append(f"| {label} | " + " | ".join(table.get((codec, c), "-") for c in columns) + " |")
+    return "\n".join(rows) + "\n\nIn brackets: the Bit-Swap paper's figure on the same kind of images."
 
 
 def render(results: Path, baselines: Path = Path("docs/baselines")) -> str:
