@@ -343,6 +343,19 @@ class CodecResult:
         }
 
 
+def _round_trip(codec: Codec, item: np.ndarray) -> tuple[int, float, float] | None:
+    """Encode and decode one item: (counted bits, encode s, decode s), or None if the
+    decoded item differs from the input."""
+    t0 = time.perf_counter()
+    data = codec.encode(item)
+    t1 = time.perf_counter()
+    dec = codec.decode(data, item.shape)
+    t2 = time.perf_counter()
+    if not _equal(item, dec):
+        return None
+    return 8 * codec.count_bytes(data), t1 - t0, t2 - t1
+
+
 def _equal(original: np.ndarray, decoded) -> bool:
     decoded = np.asarray(decoded)
     return decoded.shape == original.shape and np.array_equal(decoded, original)
@@ -365,33 +378,18 @@ def run_codec(codec: Codec, groups: Sequence[np.ndarray],
                              f"{group.dtype} {group.shape}")
         gdims = int(dims[gi]) if dims is not None else int(group.size)
         try:
-            if codec.kind == "stream":
-                t0 = time.perf_counter()
-                data = codec.encode(group)
-                t1 = time.perf_counter()
-                dec = codec.decode(data, group.shape)
-                t2 = time.perf_counter()
-                if not _equal(group, dec):
+            # stream codecs code the whole group as one item, the others image by image
+            nbits, enc_t, dec_t = 0, 0.0, 0.0
+            for item in ([group] if codec.kind == "stream" else group):
+                measured = _round_trip(codec, item)
+                if measured is None:
                     res.status = "not lossless"
                     break
-                nbits = 8 * codec.count_bytes(data)
-                enc_t, dec_t = t1 - t0, t2 - t1
-            else:
-                nbits, enc_t, dec_t = 0, 0.0, 0.0
-                for img in group:
-                    t0 = time.perf_counter()
-                    data = codec.encode(img)
-                    t1 = time.perf_counter()
-                    dec = codec.decode(data, img.shape)
-                    t2 = time.perf_counter()
-                    if not _equal(img, dec):
-                        res.status = "not lossless"
-                        break
-                    nbits += 8 * codec.count_bytes(data)
-                    enc_t += t1 - t0
-                    dec_t += t2 - t1
-                if res.status != "ok":
-                    break
+                nbits += measured[0]
+                enc_t += measured[1]
+                dec_t += measured[2]
+            if res.status != "ok":
+                break
         except Exception as exc:  # a codec may fail on some input: report it, never crash
             res.status = f"failed: {type(exc).__name__}: {exc}".strip()[:200]
             break

@@ -100,12 +100,18 @@ def _split(split: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # downloads
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (md5 for the datasets' published sums,
+    sha256 for the shipped weights)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _md5(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def _download(urls: Sequence[str], dest: Path, md5: str, timeout: float = 30.0) -> None:

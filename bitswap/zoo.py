@@ -11,12 +11,13 @@ Loading checks the hash before reading the file and reads it with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
+
+from .data import file_digest
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "models"
 MANIFEST = ASSETS / "manifest.json"
@@ -27,11 +28,7 @@ class ModelError(ValueError):
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def manifest() -> dict:

@@ -26,3 +26,13 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("shared datasets not available (../shared/data)")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (small models; reproducible timings and results)."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -23,12 +23,7 @@ TINY = ["--nz", "2", "--width", "8", "--nprocessing", "1", "--blocks", "2", "--b
         "--no-download", "--interval", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_idx(path, arr):

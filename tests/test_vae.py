@@ -10,12 +10,7 @@ from bitswap.vae import (ResNetVAE, VAEConfig, config_for, discretized_logistic_
                          logistic_eps, logistic_logp, save_model, PAPER_WIDTHS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(nz=2, c=1, zc=1, width=8, **kw):
