@@ -97,6 +97,9 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
       help="resume from a checkpoint (default: OUT/checkpoint.pt)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     a("--amp", action="store_true", help="bfloat16 mixed precision (GPU)")
+    a("--fast-cudnn", action="store_true",
+      help="GPU: let cuDNN autotune and use non-deterministic algorithms (faster; --resume is then "
+           "no longer bit-identical to an uninterrupted run)")
     a("--init-images", type=int, default=512, help="training images for the data-dependent init")
     a("--test-subset", type=int, default=2000, help="test images for the periodic ELBO (0: all)")
     a("--eval-minutes", type=float, default=10.0, help="periodic test ELBO + checkpoint interval")
@@ -317,8 +320,8 @@ def _train(args, rank, world, device, is_root) -> dict:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = bool(args.fast_cudnn)
+        torch.backends.cudnn.deterministic = not args.fast_cudnn
 
     train_set, test_set = load_data(args, rank)
     if args.test_subset and args.test_subset < len(test_set):
