@@ -139,18 +139,36 @@ class _QuantizedCDF(Codec):
         self._total = np.uint64(1 << precision)
         self._scale = float((1 << precision) - nbins)
 
-    def push(self, msg, symbols):
+    def intervals(self, symbols) -> tuple[np.ndarray, np.ndarray]:
+        """(start, freq) of every lane's symbol: what :meth:`push` pushes.
+
+        A caller that pushes the lanes in parts (:class:`bitswap.coders.Coder` pushes a
+        tensor a few lanes per stream at a time) computes them for all lanes at once and
+        hands slices to :meth:`Message.push`."""
         x = _check_symbols(symbols, self.n, self.nbins)
         start = self._cdf(x)
-        freq = self._cdf(x + np.uint64(1)) - start
+        return start, self._cdf(x + np.uint64(1)) - start
+
+    def push(self, msg, symbols):
+        start, freq = self.intervals(symbols)
         msg.push(start, freq, self.precision)
         return self._bits(freq)
 
     def pop(self, msg):
-        cf = msg.peek(self.precision, self.n)
-        x = _search(self._cdf, cf, self.nbins)
-        start = self._cdf(x)
-        freq = self._cdf(x + np.uint64(1)) - start
+        return self.pop_part(msg, slice(0, self.n))
+
+    def pop_part(self, msg, lanes: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Pop the symbols of this codec's lanes ``lanes`` (a slice with a start and a stop).
+
+        Decoding needs the message state before each part, so parts are popped one by one;
+        the codec (and its parameter checks and tables) is still built once for all of them."""
+        a, b = lanes.start, lanes.stop
+        if not 0 <= a <= b <= self.n:
+            raise ValueError(f"lanes {a}:{b} are not within the codec's {self.n} lanes")
+        cf = msg.peek(self.precision, b - a)
+        x = _search(lambda j, sl: self._cdf(j, slice(a + sl.start, a + sl.stop)), cf, self.nbins)
+        start = self._cdf(x, lanes)
+        freq = self._cdf(x + np.uint64(1), lanes) - start
         msg.pop(start, freq, self.precision)
         return x.astype(np.int64), self._bits(freq)
 

@@ -103,6 +103,35 @@ def test_quantized_cdf_is_strictly_monotone(n, precision, extreme, seed):
     assert np.all(np.diff(cdfs.astype(np.int64), axis=0) >= 1)
 
 
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(["pixels", "latents", "categorical"]), parts=st.integers(1, 7),
+       streams=st.sampled_from([1, 2, 5]), seed=seeds)
+def test_one_codec_coded_in_parts(kind, parts, streams, seed):
+    """intervals + pushes of slices, then pop_part of the slices in reverse: the coder's
+    way of coding a tensor a few lanes per stream at a time with one codec."""
+    rng = np.random.default_rng(seed)
+    per = rng.integers(1, 9, size=parts) * streams           # lanes of each part
+    n = int(per.sum())
+    codec, K = make_codec(kind, rng, n, 16, False)
+    msg = Message(int(per.max()), seed=seed, streams=streams)
+    snapshot = msg.copy()
+    x = rng.integers(0, K, size=n)
+    start, freq = codec.intervals(x)
+    bounds = np.concatenate([[0], np.cumsum(per)])
+    slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    for sl in slices:
+        msg.push(start[sl], freq[sl], codec.precision)
+    y = np.empty(n, dtype=np.int64)
+    bits = np.empty(n)
+    for sl in reversed(slices):
+        y[sl], bits[sl] = codec.pop_part(msg, sl)
+    assert np.array_equal(x, y)
+    assert np.array_equal(bits, codec._bits(freq))
+    assert msg == snapshot
+    with pytest.raises(ValueError, match="lanes"):
+        codec.pop_part(msg, slice(0, n + 1))
+
+
 @pytest.mark.parametrize("streams", [1, 4])
 def test_smaller_tensors_use_a_prefix_of_each_stream(streams):
     rng = np.random.default_rng(0)
