@@ -50,7 +50,7 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
 
 
 def _elbo_fn(model, device, seed):
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
 
     def elbo(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
