@@ -24,18 +24,25 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--batch-size", type=int, default=128, help="global batch (steps -> images)")
     args = ap.parse_args(argv)
-    acc = EventAccumulator(args.logdir)
+    acc = EventAccumulator(args.logdir, size_guidance={"scalars": 0}, purge_orphaned_data=False)
     acc.Reload()
     tags = acc.Tags()["scalars"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    shown = []
     for tag, label in (("train/elbo", "train -ELBO (batch, dropout on)"), ("test/elbo", "test -ELBO")):
         if tag in tags:
-            ev = acc.Scalars(tag)
+            # a run continued with --resume or --init-from writes several event files: order by
+            # step, and keep the latest value written for a step
+            by_step = {e.step: e for e in sorted(acc.Scalars(tag), key=lambda e: e.wall_time)}
+            ev = [by_step[k] for k in sorted(by_step)]
             ax.plot([e.step * args.batch_size for e in ev], [e.value for e in ev],
-                    marker="o" if tag.startswith("test") else None, label=label)
+                    marker="o" if tag.startswith("test") else None, markersize=3, label=label)
+            shown += [e.value for e in ev[max(1, len(ev) // 50):]]  # skip the first steps' values
+    if shown:
+        lo, hi = min(shown), max(shown)
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
     ax.set_xlabel("training images seen")
     ax.set_ylabel("bits per dimension (32x32)")
-    ax.set_ylim(top=2.5)
     ax.grid(alpha=0.3)
     ax.legend()
     logdir = Path(args.logdir).resolve()
