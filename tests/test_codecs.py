@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from bitswap.ans import Message
-from bitswap.codecs import Categorical, DiscretizedLogistic, LogisticBins, Serial, Uniform
+from bitswap.codecs import Categorical, DiscretizedLogistic, LogisticBins, Serial, Uniform, _search
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -130,6 +130,42 @@ def test_one_codec_coded_in_parts(kind, parts, streams, seed):
     assert msg == snapshot
     with pytest.raises(ValueError, match="lanes"):
         codec.pop_part(msg, slice(0, n + 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(K=st.sampled_from([2, 3, 4, 17, 256, 1024]), equal=st.booleans(), extreme=st.booleans(),
+       precision=st.integers(12, 24), seed=seeds)
+def test_guessed_bins_equal_the_binary_search(K, equal, extreme, precision, seed):
+    """The pop's inverse-CDF guess (with its check and fallback) finds exactly the bin the
+    plain binary search finds, for every cf, equal-width edges or not."""
+    rng = np.random.default_rng(seed)
+    n, D = 3000, 3
+    K = min(K, 1 << precision)
+    mu, scale = logistic_params(rng, n, extreme)
+    if equal:
+        lo = rng.normal(size=(D, 1))
+        edges = lo + np.linspace(0.0, 1.0, K + 1)[None, :] * rng.uniform(0.01, 20, size=(D, 1))
+    else:
+        edges = random_edges(rng, D, K)
+    codec = LogisticBins(mu, scale, edges, precision)
+    cf = rng.integers(0, 1 << precision, size=n, dtype=np.uint64)
+    cf[:20] = 0
+    cf[20:40] = (1 << precision) - 1
+    j, start, freq = codec._locate(cf, 0, n)
+    ref = _search(codec._cdf, cf, codec.nbins)
+    assert np.array_equal(j, ref)
+    assert np.array_equal(start, codec._cdf(ref))
+    assert np.array_equal(freq, codec._cdf(ref + np.uint64(1)) - codec._cdf(ref))
+    if equal and not extreme and K >= 3 and (K << 6) <= (1 << precision):   # the fast path is taken
+        assert np.mean(codec._guess(cf, slice(0, n)) == ref) > 0.5
+
+
+def test_pixel_guess_is_usually_exact():
+    rng = np.random.default_rng(1)
+    codec = DiscretizedLogistic(rng.uniform(-1, 1, 10_000), np.exp(rng.uniform(-5, -1, 10_000)))
+    cf = rng.integers(0, 1 << 24, size=10_000, dtype=np.uint64)
+    guess = codec._guess(cf, slice(0, 10_000))
+    assert np.mean(guess == _search(codec._cdf, cf, codec.nbins)) > 0.9
 
 
 @pytest.mark.parametrize("streams", [1, 4])
