@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The README's results table, generated from saved result files (never typed by hand).
 
-    python results_table.py [--results results] [--readme README.md]
+    python results_table.py [--results results] [--readme README.md] [--photos-doc DOC.md]
 
 Reads the compression results (``{dataset}_nz{nz}_{bitswap,bbans}.json`` written by the
 ``*_compress.py`` scripts) and the classical-codec results (``benchmark_{dataset}.json``
@@ -115,10 +115,62 @@ def codec_table(results: Path, baselines: Path) -> str:
     return "\n".join(rows) + "\n\nIn brackets: the Bit-Swap paper's figure on the same kind of images."
 
 
+PHOTO_CODECS = (("png", "PNG"), ("webp", "WebP lossless"), ("jpegxl", "JPEG XL lossless"))
+
+
+def _photo_runs(results: Path) -> list[dict]:
+    """The imagenetcrop_compress.py summaries (``results/*/imagenetcrop_*.json``)."""
+    runs = [_load(p) for p in sorted(results.glob("*/imagenetcrop_*.json"))]
+    return [r for r in runs if r and r.get("images")]
+
+
+def photos_table(results: Path) -> str:
+    """Mean bits per sub-pixel of each folder of full-size images, Bit-Swap and the codecs."""
+    rows = ["| images | model | scheme | Bit-Swap model | " + " | ".join(l for _, l in PHOTO_CODECS) + " |",
+            "|---" * (4 + len(PHOTO_CODECS)) + "|"]
+    for r in _photo_runs(results):
+        m = r["means"]
+        rows.append(f"| {Path(r['folder']).name} ({len(r['images'])}) | {r['model']} | "
+                    f"{'Bit-Swap' if r['bitswap'] else 'BB-ANS'} | {_f(m.get('bits_per_subpixel'), '.3f')} | "
+                    + " | ".join(_f(m.get(c), ".3f") for c, _ in PHOTO_CODECS) + " |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
+def photos_detail(results: Path) -> str:
+    """One row per image of every folder run (for docs/compress-your-own-images.md)."""
+    out = []
+    for r in _photo_runs(results):
+        out += [f"{Path(r['folder']).name}, model {r['model']}, "
+                f"{'Bit-Swap' if r['bitswap'] else 'BB-ANS'}, bits per sub-pixel:", "",
+                "| image | size | Bit-Swap | " + " | ".join(l for _, l in PHOTO_CODECS) + " |",
+                "|---" * (3 + len(PHOTO_CODECS)) + "|"]
+        for im in r["images"]:
+            out.append(f"| {Path(im['image']).stem} | {im['width']}x{im['height']} | "
+                       f"{_f(im.get('bits_per_subpixel'), '.3f')} | "
+                       + " | ".join(_f(im.get(c), ".3f") for c, _ in PHOTO_CODECS) + " |")
+        m = r["means"]
+        out += [f"| **mean** | | **{_f(m.get('bits_per_subpixel'), '.3f')}** | "
+                + " | ".join(_f(m.get(c), ".3f") for c, _ in PHOTO_CODECS) + " |", ""]
+    return "\n".join(out)
+
+
 def render(results: Path, baselines: Path = Path("docs/baselines")) -> str:
+    photos = photos_table(results)
     return ("### Bits-back coding (total bits/dim after k images include the initial bits)\n\n"
-            + compression_table(results) + "\n\n### Classical lossless codecs on the same images\n\n"
+            + compression_table(results) + "\n\n"
+            + ("### Full-size photographs as 32x32 patches (bits per sub-pixel, each file decoded and "
+               "checked)\n\n" + photos + "\n\n" if photos else "")
+            + "### Classical lossless codecs on the same images\n\n"
             + codec_table(results, baselines) + "\n")
+
+
+def _replace_section(path: Path, marker: str, text: str) -> bool:
+    old = path.read_text()
+    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.S)
+    if not pattern.search(old):
+        return False
+    path.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
+    return True
 
 
 def main(argv=None) -> int:
@@ -127,17 +179,18 @@ def main(argv=None) -> int:
     ap.add_argument("--baselines", default="docs/baselines",
                     help="where benchmark_{dataset}.json are read when not in --results")
     ap.add_argument("--readme", default=None, help="rewrite this README's results section")
+    ap.add_argument("--photos-doc", action="append", metavar="FILE",
+                    help="rewrite the per-image photo table between <!-- photos --> markers of FILE")
     args = ap.parse_args(argv)
     text = render(Path(args.results), Path(args.baselines))
     print(text)
-    if args.readme:
-        readme = Path(args.readme)
-        old = readme.read_text()
-        pattern = re.compile(r"(<!-- results -->\n).*?(<!-- /results -->)", re.S)
-        if not pattern.search(old):
-            print(f"error: {readme} has no <!-- results --> ... <!-- /results --> section", file=sys.stderr)
+    if args.readme and not _replace_section(Path(args.readme), "results", text):
+        print(f"error: {args.readme} has no <!-- results --> ... <!-- /results --> section", file=sys.stderr)
+        return 2
+    for doc in args.photos_doc or []:
+        if not _replace_section(Path(doc), "photos", photos_detail(Path(args.results))):
+            print(f"error: {doc} has no <!-- photos --> ... <!-- /photos --> section", file=sys.stderr)
             return 2
-        readme.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
     return 0
 
 

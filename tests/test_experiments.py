@@ -129,3 +129,26 @@ def test_results_table_is_generated_from_result_files(tmp_path):
     assert (f"| mnist (per 28x28 pixel) | 8 | mnist-nz8 | {u * 1.29:.3f} | {u * 1.3:.3f} | "
             f"{u * 3.5:.2f} / {u * 1.33:.2f} / {u * 1.31:.2f} |") in text
     assert "old" not in text and text.startswith("intro") and text.endswith("end\n")
+
+
+def test_photo_tables_are_generated_from_the_folder_summary(tmp_path):
+    import results_table
+    rows = [{"image": "a.png", "width": 64, "height": 32, "bits_per_subpixel": 4.0, "png": 5.0,
+             "webp": 3.0, "jpegxl": 2.5},
+            {"image": "b.png", "width": 32, "height": 32, "bits_per_subpixel": 5.0, "png": 6.0,
+             "webp": 4.0, "jpegxl": 3.5}]
+    (tmp_path / "kodak").mkdir()
+    (tmp_path / "kodak" / "imagenetcrop_kodak.json").write_text(json.dumps(
+        {"model": "cifar10-nz8", "bitswap": True, "folder": "x/kodak", "images": rows,
+         "means": {"bits_per_subpixel": 4.5, "png": 5.5, "webp": 3.5, "jpegxl": 3.0}}))
+    readme, doc = tmp_path / "README.md", tmp_path / "doc.md"
+    readme.write_text("<!-- results -->\n<!-- /results -->\n")
+    doc.write_text("a\n<!-- photos -->\nold\n<!-- /photos -->\nb\n")
+    assert results_table.main(["--results", str(tmp_path), "--readme", str(readme),
+                               "--photos-doc", str(doc)]) == 0
+    assert "| kodak (2) | cifar10-nz8 | Bit-Swap | 4.500 | 5.500 | 3.500 | 3.000 |" in readme.read_text()
+    text = doc.read_text()
+    assert "| a | 64x32 | 4.000 | 5.000 | 3.000 | 2.500 |" in text
+    assert "| **mean** | | **4.500** | 5.500 | 3.500 | 3.000 |" in text and "old" not in text
+    (tmp_path / "other.md").write_text("no markers\n")
+    assert results_table.main(["--results", str(tmp_path), "--photos-doc", str(tmp_path / "other.md")]) == 2
