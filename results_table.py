@@ -126,7 +126,7 @@ def _photo_runs(results: Path) -> list[dict]:
 
 def photos_table(results: Path) -> str:
     """Mean bits per sub-pixel of each folder of full-size images, Bit-Swap and the codecs."""
-    rows = ["| images | model | scheme | Bit-Swap model | " + " | ".join(l for _, l in PHOTO_CODECS) + " |",
+    rows = ["| images | model | scheme | ours | " + " | ".join(l for _, l in PHOTO_CODECS) + " |",
             "|---" * (4 + len(PHOTO_CODECS)) + "|"]
     for r in _photo_runs(results):
         m = r["means"]
