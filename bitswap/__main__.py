@@ -171,7 +171,7 @@ def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
 def cmd_info(args) -> int:
     from .images import describe
     c, n = _read_container(args.file)
-    print(f"{args.file}: bitswap .bsw version 1")
+    print(f"{args.file}: bitswap .bsw version {c.version}")
     print(describe(c, n))
     return 0
 

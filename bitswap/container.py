@@ -6,11 +6,12 @@ Pure format, no model, no pickle: :class:`Container` is a header (:class:`Header
 Every field is bounds-checked on read; anything wrong raises :class:`ContainerError`
 (a ``ValueError``) with one clear line.
 
-Layout (version 1), all integers little-endian::
+Layout (versions 1 and 2: the same bytes), all integers little-endian::
 
     offset  size  field
     0       8     magic  b"\\x89BSW\\r\\n\\x1a\\n"  (PNG-style: detects text-mode mangling)
-    8       2     format version (1)
+    8       2     format version (1 or 2: they differ only in the order in which the patches
+                  are coded, see bitswap.images._batches; this program writes 2 and reads both)
     10      4     header length H (bytes from offset 14 up to the payload length field)
     14      H     header:
                     u8   flags: bit 0 = Bit-Swap (else BB-ANS); other bits must be 0
@@ -50,7 +51,8 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC = b"\x89BSW\r\n\x1a\n"
-VERSION = 1
+VERSION = 2
+READ_VERSIONS = (1, 2)
 
 # Original Pillow modes the coder can restore exactly (code -> mode, coded channels).
 MODES = {1: "L", 2: "RGB", 3: "1", 4: "LA", 5: "RGBA", 6: "P", 7: "I;16"}
@@ -135,11 +137,14 @@ class Header:
 class Container:
     header: Header
     payload: bytes            # Message.to_bytes() of the single-stream ANS message
+    version: int = VERSION    # the format version (the patch batches' growth rule)
 
     # ---------------------------------------------------------------- write
     def to_bytes(self) -> bytes:
         h = self.header
         _validate_header(h)
+        if self.version not in READ_VERSIONS:
+            raise ContainerError(f"invalid .bsw version {self.version}")
         parts = [_FIXED.pack(int(bool(h.bitswap)), h.nz, h.quantbits, STRATEGY_CODES[h.strategy],
                              h.precision, h.model_channels, h.lanes, h.batch, h.seed,
                              h.model_hash, h.bins_digest)]
@@ -150,7 +155,7 @@ class Container:
             parts += [_IMAGE.pack(im.width, im.height, MODE_CODES[im.mode], im.coding, im.checksum),
                       _U8.pack(len(n)), n, _U16.pack(len(im.extra)), bytes(im.extra)]
         body = b"".join(parts)
-        out = b"".join([_PREFIX.pack(MAGIC, VERSION, len(body)), body,
+        out = b"".join([_PREFIX.pack(MAGIC, self.version, len(body)), body,
                         _U64.pack(len(self.payload)), bytes(self.payload)])
         return out + _U32.pack(zlib.crc32(out))
 
@@ -176,8 +181,9 @@ class Container:
         magic, version, hlen = _PREFIX.unpack_from(data)
         if magic != MAGIC:
             raise ContainerError("not a .bsw file (bad magic)")
-        if version != VERSION:
-            raise ContainerError(f"unsupported .bsw version {version} (this program reads version {VERSION})")
+        if version not in READ_VERSIONS:
+            raise ContainerError(f"unsupported .bsw version {version} (this program reads versions "
+                                 f"{', '.join(map(str, READ_VERSIONS))})")
         if hlen > MAX_HEADER or _PREFIX.size + hlen + _U64.size + _U32.size > len(data):
             raise ContainerError("truncated or corrupt .bsw file (header length exceeds the file)")
         (crc,) = _U32.unpack_from(data, len(data) - _U32.size)
@@ -189,7 +195,7 @@ class Container:
         off += _U64.size
         if plen > MAX_PAYLOAD or off + plen + _U32.size != len(data):
             raise ContainerError("corrupt .bsw file (payload length does not match the file size)")
-        return cls(header, data[off: off + plen])
+        return cls(header, data[off: off + plen], version)
 
 
 def _validate_header(h: Header) -> None:

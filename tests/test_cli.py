@@ -70,6 +70,7 @@ def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
     assert "bits per sub-pixel" in out and "PNG" in out and "3 grey planes" in out
     rc, out, _ = run(capsys, "info", bsw)
     assert rc == 0 and "tiny-grey" in out and "33" in out and "RGB as 3 grey planes" in out
+    assert ".bsw version 2" in out
     rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
     assert rc == 0, err
     for k in ("g", "c", "one"):

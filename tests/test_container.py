@@ -62,7 +62,7 @@ def test_round_trip():
     (GOOD[:40], "truncated"),
     (GOOD[:-1], "checksum"),
     (GOOD + b"\0", "checksum"),
-    (GOOD[:8] + b"\x02\x00" + GOOD[10:], "unsupported .bsw version 2"),
+    (GOOD[:8] + b"\x03\x00" + GOOD[10:], "unsupported .bsw version 3"),
     (GOOD[:100] + bytes([GOOD[100] ^ 1]) + GOOD[101:], "checksum"),
 ])
 def test_bad_files(data, needle):

@@ -194,6 +194,19 @@ def test_auto_lanes():
 
 
 def test_batch_ramp():
-    sizes = [s.stop - s.start for s in lib._batches(200, 64)]
+    sizes = [s.stop - s.start for s in lib._batches(200, 64, version=1)]
     assert sizes == [1, 2, 4, 8, 16, 32, 64, 64, 9] and sum(sizes) == 200
+    sizes = [s.stop - s.start for s in lib._batches(200, 64)]          # version 2: one more each time
+    assert sizes[:19] == list(range(1, 20)) and sizes[19] == 10 and sum(sizes) == 200
+    assert [s.stop - s.start for s in lib._batches(100, 4)] == [1, 2, 3] + [4] * 23 + [2]
     assert [s.stop - s.start for s in lib._batches(1, 64)] == [1]
+
+
+def test_version_1_files_still_decode_and_version_2_needs_fewer_initial_bits(rgb):
+    """Version 1 doubled the batches; files written that way decode with the same program."""
+    src = lib.SourceImage(smooth_image(96, 128, 3, 4).transpose(2, 0, 1), name="photo")   # 12 patches
+    new, _ = round_trip([src], rgb)
+    old, _ = round_trip([src], rgb, format_version=1)
+    assert Container.from_bytes(old.data).version == 1 and Container.from_bytes(new.data).version == 2
+    assert old.data[8:10] == b"\x01\x00" and new.data[8:10] == b"\x02\x00"
+    assert new.initial_bits <= old.initial_bits
