@@ -239,6 +239,11 @@ class LogisticBins(_QuantizedCDF):
         if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
             raise ValueError("inner bin edges must be finite and non-decreasing")
         self._setup(n, K1 - 1, precision)
+        # Edges equiprobable under Logistic(0, 1) (the top latent layer's bins) get their own
+        # guess in _guess; checked on the first row only, the guess is verified anyway.
+        K = K1 - 1
+        j = np.arange(1, K, dtype=np.float64)
+        self._logistic_edges = K >= 3 and np.allclose(inner[0], np.log(j) - np.log(K - j), rtol=0, atol=1e-9)
         # The outer edges are open (F = 0 and 1 exactly there), and the rows are padded
         # with +inf up to a power of two plus one for the search.
         width = (1 << int(K1 - 2).bit_length()) + 1
@@ -252,13 +257,20 @@ class LogisticBins(_QuantizedCDF):
 
     def _guess(self, cf, lanes):
         """Invert the logistic at cf and locate the bin as if the inner edges were equally
-        spaced (they are for the pixels and for the default lower-layer bins)."""
+        spaced (they are for the pixels and for the default lower-layer bins) or, for the top
+        layer's bins, logistic quantiles."""
         K = self.nbins
         if K < 3:
             return None
         if self._scale <= 0:            # K = 2**precision: every bin has frequency 1
             return None
         u = np.clip((cf.astype(np.float64) + 0.5) / self._scale, 1e-300, 1.0 - 2.0 ** -53)
+        if self._logistic_edges:        # edges logit(j / K): the bin of z is floor(K sigmoid(z))
+            with np.errstate(all="ignore"):
+                z = self._mu[lanes] + np.log(u / (1.0 - u)) / self._inv_scale[lanes]
+                t = K / (1.0 + np.exp(-z))
+            t = np.nan_to_num(t, nan=0.0, posinf=float(K), neginf=0.0)
+            return np.clip(np.floor(t), 0.0, float(K - 1)).astype(np.uint64)
         if self._row is None:
             first, last = self._edges[1], self._edges[K - 1]
         else:

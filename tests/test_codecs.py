@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from bitswap.ans import Message
 from bitswap.codecs import Categorical, DiscretizedLogistic, LogisticBins, Serial, Uniform, _search
+from bitswap.discretization import logistic_bins
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -133,18 +134,20 @@ def test_one_codec_coded_in_parts(kind, parts, streams, seed):
 
 
 @settings(max_examples=60, deadline=None)
-@given(K=st.sampled_from([2, 3, 4, 17, 256, 1024]), equal=st.booleans(), extreme=st.booleans(),
-       precision=st.integers(12, 24), seed=seeds)
-def test_guessed_bins_equal_the_binary_search(K, equal, extreme, precision, seed):
+@given(K=st.sampled_from([2, 3, 4, 17, 256, 1024]), spacing=st.sampled_from(["equal", "logistic", "random"]),
+       extreme=st.booleans(), precision=st.integers(12, 24), seed=seeds)
+def test_guessed_bins_equal_the_binary_search(K, spacing, extreme, precision, seed):
     """The pop's inverse-CDF guess (with its check and fallback) finds exactly the bin the
     plain binary search finds, for every cf, equal-width edges or not."""
     rng = np.random.default_rng(seed)
     n, D = 3000, 3
     K = min(K, 1 << precision)
     mu, scale = logistic_params(rng, n, extreme)
-    if equal:
+    if spacing == "equal":
         lo = rng.normal(size=(D, 1))
         edges = lo + np.linspace(0.0, 1.0, K + 1)[None, :] * rng.uniform(0.01, 20, size=(D, 1))
+    elif spacing == "logistic":      # the top layer's bins: logistic_bins
+        edges = logistic_bins(D, int(np.log2(K)))[0] if K & (K - 1) == 0 else random_edges(rng, D, K)
     else:
         edges = random_edges(rng, D, K)
     codec = LogisticBins(mu, scale, edges, precision)
@@ -156,7 +159,7 @@ def test_guessed_bins_equal_the_binary_search(K, equal, extreme, precision, seed
     assert np.array_equal(j, ref)
     assert np.array_equal(start, codec._cdf(ref))
     assert np.array_equal(freq, codec._cdf(ref + np.uint64(1)) - codec._cdf(ref))
-    if equal and not extreme and K >= 3 and (K << 6) <= (1 << precision):   # the fast path is taken
+    if spacing != "random" and not extreme and K >= 4 and K & (K - 1) == 0 and (K << 6) <= (1 << precision):
         assert np.mean(codec._guess(cf, slice(0, n)) == ref) > 0.5
 
 
