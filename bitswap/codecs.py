@@ -205,13 +205,44 @@ class _QuantizedCDF(Codec):
         return j, lo, hi - lo
 
 
+class BinEdges:
+    """Bin edges checked and laid out for :class:`LogisticBins`, once for every codec using them.
+
+    ``edges`` has shape ``(K + 1,)`` or ``(D, K + 1)``. The first and last edges are treated
+    as -inf and +inf (F = 0 and 1 exactly there), and each row is padded with +inf up to a
+    power of two plus one for the search. A coder builds one per latent layer: checking and
+    padding a CIFAR-10 layer's 2048 x 1025 edges takes milliseconds, too much per tensor.
+    """
+
+    def __init__(self, edges):
+        edges = np.asarray(edges, dtype=np.float64)
+        if edges.ndim == 1:
+            edges = edges[None, :]
+        if edges.ndim != 2 or edges.shape[1] < 2:
+            raise ValueError("edges must have shape (K + 1,) or (D, K + 1)")
+        self.rows, K1 = edges.shape
+        self.nbins = K = K1 - 1
+        inner = edges[:, 1:-1]
+        if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
+            raise ValueError("inner bin edges must be finite and non-decreasing")
+        # Edges equiprobable under Logistic(0, 1) (the top latent layer's bins) get their own
+        # guess in LogisticBins._guess; checked on the first row only (a guess is verified).
+        j = np.arange(1, K, dtype=np.float64)
+        self.logistic = K >= 3 and np.allclose(inner[0], np.log(j) - np.log(K - j), rtol=0, atol=1e-9)
+        self.width = (1 << int(K - 1).bit_length()) + 1
+        table = np.full((self.rows, self.width), np.inf)
+        table[:, :K] = edges[:, :-1]
+        table[:, 0] = -np.inf
+        self.table = table.reshape(-1)
+
+
 class LogisticBins(_QuantizedCDF):
     """A logistic (mu, scale) per lane, coded over fixed bin edges.
 
-    ``edges`` has shape ``(K + 1,)`` (shared by all lanes) or ``(D, K + 1)``: lane ``l``
-    then uses row ``rows[l]``, by default ``l % D`` (lanes are images x dimensions,
-    dimension fastest). The first and last edges are treated as -inf and +inf, so the
-    bins cover the real line.
+    ``edges`` (a :class:`BinEdges` or what it takes) has shape ``(K + 1,)`` (shared by all
+    lanes) or ``(D, K + 1)``: lane ``l`` then uses row ``rows[l]``, by default ``l % D``
+    (lanes are images x dimensions, dimension fastest). The first and last edges are
+    treated as -inf and +inf, so the bins cover the real line.
     This is Bit-Swap's latent codec: the bins are the discretization of a latent layer.
     """
 
@@ -221,12 +252,8 @@ class LogisticBins(_QuantizedCDF):
         scale = _as_f64(scale, n, "scale")
         if np.any(scale <= 0):
             raise ValueError("scale must be positive")
-        edges = np.asarray(edges, dtype=np.float64)
-        if edges.ndim == 1:
-            edges = edges[None, :]
-        if edges.ndim != 2 or edges.shape[1] < 2:
-            raise ValueError("edges must have shape (K + 1,) or (D, K + 1)")
-        D, K1 = edges.shape
+        edges = edges if isinstance(edges, BinEdges) else BinEdges(edges)
+        D = edges.rows
         if rows is None:
             if n % D:
                 raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
@@ -235,39 +262,25 @@ class LogisticBins(_QuantizedCDF):
             rows = np.asarray(rows).reshape(-1)
             if rows.shape[0] != n or (n and (rows.min() < 0 or rows.max() >= D)):
                 raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
-        inner = edges[:, 1:-1]
-        if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
-            raise ValueError("inner bin edges must be finite and non-decreasing")
-        self._setup(n, K1 - 1, precision)
-        # Edges equiprobable under Logistic(0, 1) (the top latent layer's bins) get their own
-        # guess in _guess; checked on the first row only, the guess is verified anyway.
-        K = K1 - 1
-        j = np.arange(1, K, dtype=np.float64)
-        self._logistic_edges = K >= 3 and np.allclose(inner[0], np.log(j) - np.log(K - j), rtol=0, atol=1e-9)
-        # The outer edges are open (F = 0 and 1 exactly there), and the rows are padded
-        # with +inf up to a power of two plus one for the search.
-        width = (1 << int(K1 - 2).bit_length()) + 1
-        table = np.full((D, width), np.inf)
-        table[:, : K1 - 1] = edges[:, :-1]
-        table[:, 0] = -np.inf
+        self._setup(n, edges.nbins, precision)
+        self._logistic_edges = edges.logistic
         self._mu = mu
         self._inv_scale = 1.0 / scale
-        self._edges = table.reshape(-1)
-        self._row = rows.astype(np.uint64) * np.uint64(width) if D > 1 else None
+        self._edges = edges.table
+        self._row = rows.astype(np.uint64) * np.uint64(edges.width) if D > 1 else None
 
     def _guess(self, cf, lanes):
         """Invert the logistic at cf and locate the bin as if the inner edges were equally
         spaced (they are for the pixels and for the default lower-layer bins) or, for the top
         layer's bins, logistic quantiles."""
         K = self.nbins
-        if K < 3:
-            return None
-        if self._scale <= 0:            # K = 2**precision: every bin has frequency 1
+        if K < 3 or self._scale <= 0:   # K = 2**precision: every bin has frequency 1
             return None
         u = np.clip((cf.astype(np.float64) + 0.5) / self._scale, 1e-300, 1.0 - 2.0 ** -53)
+        with np.errstate(all="ignore"):
+            z = self._mu[lanes] + np.log(u / (1.0 - u)) / self._inv_scale[lanes]
         if self._logistic_edges:        # edges logit(j / K): the bin of z is floor(K sigmoid(z))
             with np.errstate(all="ignore"):
-                z = self._mu[lanes] + np.log(u / (1.0 - u)) / self._inv_scale[lanes]
                 t = K / (1.0 + np.exp(-z))
             t = np.nan_to_num(t, nan=0.0, posinf=float(K), neginf=0.0)
             return np.clip(np.floor(t), 0.0, float(K - 1)).astype(np.uint64)
@@ -277,7 +290,6 @@ class LogisticBins(_QuantizedCDF):
             base = self._row[lanes]
             first, last = self._edges[base + 1], self._edges[base + (K - 1)]
         with np.errstate(all="ignore"):
-            z = self._mu[lanes] + np.log(u / (1.0 - u)) / self._inv_scale[lanes]
             t = (z - first) * ((K - 2) / (last - first))
         t = np.nan_to_num(t, nan=0.0, posinf=float(K), neginf=-1.0)
         return np.clip(np.floor(t) + 1.0, 0.0, float(K - 1)).astype(np.uint64)
@@ -298,9 +310,10 @@ class DiscretizedLogistic(LogisticBins):
     """
 
     EDGES = np.concatenate([[-np.inf], (2.0 * np.arange(1, 256) - 1.0) / 255.0 - 1.0, [np.inf]])
+    _BIN_EDGES = BinEdges(EDGES)
 
     def __init__(self, mu, scale, precision: int = DEFAULT_PRECISION):
-        super().__init__(mu, scale, self.EDGES, precision)
+        super().__init__(mu, scale, self._BIN_EDGES, precision)
 
 
 class Categorical(_QuantizedCDF):
