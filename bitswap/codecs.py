@@ -272,27 +272,36 @@ class LogisticBins(_QuantizedCDF):
     def _guess(self, cf, lanes):
         """Invert the logistic at cf and locate the bin as if the inner edges were equally
         spaced (they are for the pixels and for the default lower-layer bins) or, for the top
-        layer's bins, logistic quantiles."""
+        layer's bins, logistic quantiles.
+
+        C(j) = trunc(F(e_j) (M - K)) + j: a first guess j0 takes F ~ cf / M (right where the
+        bins follow the distribution), a second F ~ (cf - j0) / (M - K), which also holds
+        where K is not small against M."""
         K = self.nbins
         if K < 3 or self._scale <= 0:   # K = 2**precision: every bin has frequency 1
             return None
-        u = np.clip((cf.astype(np.float64) + 0.5) / self._scale, 1e-300, 1.0 - 2.0 ** -53)
-        with np.errstate(all="ignore"):
-            z = self._mu[lanes] + np.log(u / (1.0 - u)) / self._inv_scale[lanes]
-        if self._logistic_edges:        # edges logit(j / K): the bin of z is floor(K sigmoid(z))
+        mu, inv_scale = self._mu[lanes], self._inv_scale[lanes]
+        if not self._logistic_edges:
+            if self._row is None:
+                first, last = self._edges[1], self._edges[K - 1]
+            else:
+                base = self._row[lanes]
+                first, last = self._edges[base + 1], self._edges[base + (K - 1)]
+        cf = cf.astype(np.float64) + 0.5
+
+        def locate(F):
+            u = np.clip(F, 1e-300, 1.0 - 2.0 ** -53)
             with np.errstate(all="ignore"):
-                t = K / (1.0 + np.exp(-z))
-            t = np.nan_to_num(t, nan=0.0, posinf=float(K), neginf=0.0)
-            return np.clip(np.floor(t), 0.0, float(K - 1)).astype(np.uint64)
-        if self._row is None:
-            first, last = self._edges[1], self._edges[K - 1]
-        else:
-            base = self._row[lanes]
-            first, last = self._edges[base + 1], self._edges[base + (K - 1)]
-        with np.errstate(all="ignore"):
-            t = (z - first) * ((K - 2) / (last - first))
-        t = np.nan_to_num(t, nan=0.0, posinf=float(K), neginf=-1.0)
-        return np.clip(np.floor(t) + 1.0, 0.0, float(K - 1)).astype(np.uint64)
+                z = mu + np.log(u / (1.0 - u)) / inv_scale
+                if self._logistic_edges:    # edges logit(j / K): the bin of z is floor(K sigmoid(z))
+                    t = np.nan_to_num(K / (1.0 + np.exp(-z)), nan=0.0, posinf=float(K), neginf=0.0)
+                else:
+                    t = np.nan_to_num((z - first) * ((K - 2) / (last - first)) + 1.0,
+                                      nan=1.0, posinf=float(K), neginf=0.0)
+            return np.clip(np.floor(t), 0.0, float(K - 1))
+
+        j0 = locate(cf / float(self._total))
+        return locate((cf - j0) / self._scale).astype(np.uint64)
 
     def _cdf(self, j, sl=slice(None)):
         e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
