@@ -75,18 +75,20 @@ def run(args) -> dict:
             if model is None:
                 name = name or lib.choose_model_name({src.channels})
                 model = lib.load_model(name, args.device)
+                bins = lib.get_bins(model, args.quantbits, args.bins)   # once, not per image
                 print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit bins; "
                       f"{len(paths)} images from {folder}", flush=True)
             res = lib.compress([src], model, model_name=getattr(model, "name", None) or Path(name).stem,
                                bitswap=bool(args.bitswap), quantbits=args.quantbits, strategy=args.bins,
                                lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty())
+                               progress=not args.quiet and sys.stderr.isatty(), bins=bins)
             dest = out / "bsw" / f"{path.stem}.bsw"
             lib.atomic_write(dest, lambda f: f.write(res.data))
             t_dec = float("nan")
             if not args.no_verify:
                 t = time.perf_counter()
-                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), model, device=args.device)
+                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), model, device=args.device,
+                                                bins=bins)
                 t_dec = time.perf_counter() - t
                 if not (px == src.pixels).all():
                     raise lib.ChecksumMismatchError(f"{path}: decoded image differs from the original")

@@ -21,7 +21,7 @@ import torch
 from bitswap import zoo
 from bitswap.coders import DEFAULT_LANES, Coder
 from bitswap.data import DatasetMissingError, load_dataset
-from bitswap.discretization import compute_bins
+from bitswap.discretization import cached_bins
 from bitswap.vae import ResNetVAE, config_for
 
 
@@ -44,7 +44,7 @@ def get_images(dataset: str, n: int, data: str) -> np.ndarray:
 
 def bench(dataset, nz, args):
     model, name = get_model(dataset, nz, args.device)
-    bins = compute_bins(model, quantbits=10, nsamples=2048)
+    bins = cached_bins(model, quantbits=10, nsamples=2048)
     images = get_images(dataset, args.images, args.data)
     coder = Coder(model, bins, bitswap=True, lanes=args.lanes, device=args.device)
     # warm-up outside the timing: first-call costs (CUDA context, cuDNN, allocator) and the
