@@ -18,6 +18,8 @@ import re
 import sys
 from pathlib import Path
 
+from bitswap.results import paper_unit, result_name
+
 # The Bit-Swap paper's published figures (bits/dim): -ELBO, net, BB-ANS after 1/50/100,
 # Bit-Swap after 1/50/100 (see ../shared/docs/REFERENCES.md).
 PAPER = {
@@ -39,9 +41,6 @@ PAPER_CODECS = {   # Bit-Swap README (bits/dim), keyed by our codec names (bitsw
     "imagenet32": {"gzip": 7.31, "bzip2": 7.00, "lzma": 6.15, "png": 6.39, "webp-pillow": 5.29},
 }
 DATASETS = ("mnist", "cifar10", "imagenet32")
-# The paper reports MNIST per 28x28 pixel although its model codes the digits padded to
-# 32x32 (its plots/cma.py multiplies bits per 32x32 dim by 32**2 / 28**2); so do we here.
-UNIT = {"mnist": 1024 / 784}
 
 
 def _load(path: Path):
@@ -62,13 +61,14 @@ def compression_table(results: Path) -> str:
     found = False
     for ds in DATASETS:
         for nz in (1, 2, 4, 8):
-            runs = {s: _load(results / f"{ds}_nz{nz}_{s}.json") for s in ("bitswap", "bbans")}
+            runs = {s: _load((results / result_name(ds, nz, s == "bitswap")).with_suffix(".json"))
+                    for s in ("bitswap", "bbans")}
             if not any(runs.values()):
                 continue
             found = True
             any_run = runs["bitswap"] or runs["bbans"]
             s = any_run["summary"]
-            u = UNIT.get(ds, 1.0)
+            u = paper_unit(ds)     # MNIST per 28x28 pixel, as the paper reports it
 
             def after(run):
                 if not run:
@@ -80,7 +80,7 @@ def compression_table(results: Path) -> str:
             ptxt = "-" if not paper else (f"{paper[0]:.2f}, {paper[1]:.2f}, "
                                           f"{' / '.join(f'{v:.2f}' for v in paper[2])}, "
                                           f"{' / '.join(f'{v:.2f}' for v in paper[3])}")
-            rows.append(f"| {ds}{' (per 28x28 pixel)' if ds in UNIT else ''} | {nz} | "
+            rows.append(f"| {ds}{' (per 28x28 pixel)' if u != 1.0 else ''} | {nz} | "
                         f"{any_run.get('model', '?')} | {u * s['elbo']:.3f} | "
                         f"{min(nets):.3f} | {after(runs['bbans'])} | {after(runs['bitswap'])} | "
                         f"{any_run['experiments']} x {any_run['ndatapoints']} | {ptxt} |")
@@ -119,8 +119,10 @@ PHOTO_CODECS = (("png", "PNG"), ("webp", "WebP lossless"), ("jpegxl", "JPEG XL l
 
 
 def _photo_runs(results: Path) -> list[dict]:
-    """The imagenetcrop_compress.py summaries (``results/*/imagenetcrop_*.json``)."""
-    runs = [_load(p) for p in sorted(results.glob("*/imagenetcrop_*.json"))]
+    """The imagenetcrop_compress.py summaries, in ``results`` (its default ``--out``) or a
+    folder below it (``imagenetcrop_*.json``)."""
+    paths = {*results.glob("imagenetcrop_*.json"), *results.glob("*/imagenetcrop_*.json")}
+    runs = [_load(p) for p in sorted(paths)]
     return [r for r in runs if r and r.get("images")]
 
 

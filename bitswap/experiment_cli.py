@@ -23,7 +23,7 @@ from .data import DatasetMissingError, load_dataset
 from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
                           experiment_indices, run_experiments, summarize)
-from .results import result_name, save_results
+from .results import paper_unit, result_name, save_results
 
 
 def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def _elbo_fn(model, device, seed):
     return elbo
 
 
-def print_summary(title: str, s: dict, paper_unit: float = 1.0) -> None:
+def print_summary(title: str, s: dict, unit: float = 1.0) -> None:
     after = "  ".join(f"after {k}: {v:.3f}" for k, v in sorted(s["total_after"].items()))
     print(title)
     print(f"  net bits/dim          {s['net']:.4f}")
@@ -72,9 +72,9 @@ def print_summary(title: str, s: dict, paper_unit: float = 1.0) -> None:
     print(f"  initial bits          {s['initial_bits_first']:.0f} after the first image, "
           f"{s['initial_bits_end']:.0f} at the end (mean over experiments)")
     print(f"  images/s              encode {s['encode_images_per_s']:.1f}, decode {s['decode_images_per_s']:.1f}")
-    if paper_unit != 1.0:
-        after_p = "  ".join(f"after {k}: {paper_unit * v:.3f}" for k, v in sorted(s["total_after"].items()))
-        print(f"  per 28x28 pixel       net {paper_unit * s['net']:.4f}, -ELBO {paper_unit * s['elbo']:.4f}, "
+    if unit != 1.0:
+        after_p = "  ".join(f"after {k}: {unit * v:.3f}" for k, v in sorted(s["total_after"].items()))
+        print(f"  per 28x28 pixel       net {unit * s['net']:.4f}, -ELBO {unit * s['elbo']:.4f}, "
               f"total {after_p}   (the paper's MNIST unit: x 1024/784)")
     print("  decoded images        identical to the originals (checked)")
 
@@ -103,7 +103,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     (out / f"{stem}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
                   f"({args.experiments} experiments x {args.ndatapoints} images, model {name}; "
-                  f"bits per coded dimension)", summary, paper_unit=1024 / 784 if dataset == "mnist" else 1.0)
+                  f"bits per coded dimension)", summary, unit=paper_unit(dataset))
     print(f"  results               {path}")
     return meta
 

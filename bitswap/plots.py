@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .results import load_results, result_name
+from .results import load_results, paper_unit, result_name
 
 DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                   "imagenet32": "ImageNet (32x32)", "imagenet": "ImageNet (32x32)",
@@ -72,10 +72,11 @@ def per_28x28(found: dict) -> dict:
     original pixels (whatever the padding costs stays counted)."""
     out = {}
     for key, (meta, arr) in found.items():
-        if key[0] in ("mnist", "fashion-mnist") and meta.get("dims", 1024) == 1024:
+        unit = paper_unit(key[0])
+        if unit != 1.0 and meta.get("dims", 1024) == 1024:
             arr = dict(arr)
             for name in PER_DIM_ARRAYS:
-                arr[name] = np.asarray(arr[name], dtype=np.float64) * (1024 / 784)
+                arr[name] = np.asarray(arr[name], dtype=np.float64) * unit
             meta = {**meta, "dims": 784, "dims_note": "per 28x28 pixel (x 1024/784)"}
         out[key] = (meta, arr)
     return out
@@ -148,7 +149,7 @@ def cma_figure(found: dict, title: str | None = None):
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
             tops, lows = [], []
-            elbos = []
+            elbo = None     # the schemes code the same images: one run's -ELBO serves both
             for scheme, label, color in runs:
                 meta, arr = found[(ds, nz, scheme)]
                 total = np.asarray(arr["total"], dtype=np.float64)
@@ -157,14 +158,15 @@ def cma_figure(found: dict, title: str | None = None):
                 _band(ax, x, total, color, f"{label} (1st image {first:.2f})")
                 tops.append(total.mean(axis=0)[min(len(x) - 1, max(1, len(x) // 10))])
                 lows.append(total.mean(axis=0).min())
-                elbos.append(np.asarray(arr["elbo"], dtype=np.float64))
-            elbo = np.concatenate(elbos, axis=0)
-            elbo = elbo[np.isfinite(elbo).all(axis=1)]      # runs without an -ELBO: NaN
-            x = np.arange(1, total.shape[1] + 1)
+                e = np.asarray(arr["elbo"], dtype=np.float64)
+                e = e[np.isfinite(e).all(axis=1)]           # runs without an -ELBO: NaN
+                if elbo is None and len(e):
+                    elbo = e
             lo = min(lows)
-            if len(elbo):
-                _band(ax, x, _cma(elbo), "tab:blue", f"-ELBO ({elbo.mean():.2f})", "--")
-                lo = min(lo, _cma(elbo).mean(axis=0).min())
+            if elbo is not None:
+                cma = _cma(elbo)
+                _band(ax, np.arange(1, elbo.shape[1] + 1), cma, "tab:blue", f"-ELBO ({elbo.mean():.2f})", "--")
+                lo = min(lo, cma.mean(axis=0).min())
             hi = max(tops)
             pad = 0.1 * max(hi - lo, 0.05)
             ax.set_ylim(lo - pad, hi + pad)
