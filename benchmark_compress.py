@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bitswap import baselines
+from bitswap import baselines, data
 from bitswap.experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
                                  experiment_indices)
 
@@ -49,16 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _data_module():
-    try:
-        from bitswap import data
-    except ImportError as exc:  # pragma: no cover - until bitswap.data is merged
-        raise SystemExit(f"bitswap.data is needed to load datasets ({exc})") from exc
-    return data
-
-
 def views_for(name: str, args) -> list[tuple]:
-    data = _data_module()
     if args.folder is not None or name in baselines.FOLDER_DATASETS:
         folder = args.folder if args.folder is not None else args.data / name
         paths = list(data.list_images(folder))
@@ -67,7 +58,7 @@ def views_for(name: str, args) -> list[tuple]:
         if not paths:
             raise FileNotFoundError(f"no images in {folder}")
         images = [data.load_image(p) for p in paths]
-        return baselines.folder_views(name, images, data.tile_image)
+        return baselines.folder_views(name, images)
     images = data.load_dataset(name, split="test", root=str(args.data),
                                download=not args.no_download)
     indices = experiment_indices(len(images), args.experiments, args.ndatapoints, args.seed)

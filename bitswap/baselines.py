@@ -44,6 +44,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .data import tile_image
+
 try:  # imagecodecs is a dependency, but a missing or partial build must not crash anything
     import imagecodecs
 except ImportError:  # pragma: no cover - exercised only without imagecodecs
@@ -555,8 +557,7 @@ def small_dataset_views(name: str, images: np.ndarray, indices: np.ndarray) -> l
     return views
 
 
-def folder_views(name: str, images: Sequence[np.ndarray], tile: Callable,
-                 patch: int = 32) -> list[tuple]:
+def folder_views(name: str, images: Sequence[np.ndarray], patch: int = 32) -> list[tuple]:
     """(View, groups, dims) for full-size images: whole, and cut into patch x patch tiles.
 
     Both count bits per sub-pixel of the *original* image (padding of the last row/column
@@ -574,4 +575,4 @@ def folder_views(name: str, images: Sequence[np.ndarray], tile: Callable,
                    "image as one byte stream; bits per sub-pixel of the original image",
                    "bits/sub-pixel", "images")
     return [(whole, [np.asarray(im)[None] for im in images], dims),
-            (patches, [np.asarray(tile(np.asarray(im), patch)) for im in images], dims)]
+            (patches, [tile_image(np.asarray(im), patch) for im in images], dims)]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import container as fmt
-from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Container, ContainerError,
+from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Container,
                         Header, ImageEntry, pixel_checksum)
 from .data import tile_image, untile_image
 from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, weights_hash

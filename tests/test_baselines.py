@@ -181,9 +181,8 @@ def test_views_of_small_and_folder_datasets():
     assert views[1][1][0].shape == (3, 1, 28, 28)
     np.testing.assert_array_equal(views[1][1][1][2], mnist[3, :, 2:-2, 2:-2])
 
-    from bitswap.data import tile_image
     imgs = [_smooth_rgb(rng, 40, 70), _smooth_rgb(rng, 64, 32)]
-    (whole, wg, wd), (patches, pg, pd) = baselines.folder_views("photos", imgs, tile_image)
+    (whole, wg, wd), (patches, pg, pd) = baselines.folder_views("photos", imgs)
     assert wd == pd == [3 * 40 * 70, 3 * 64 * 32]
     assert pg[0].shape == (2 * 3, 3, 32, 32) and wg[1].shape == (1, 3, 64, 32)
     assert whole.unit == patches.unit == "bits/sub-pixel"
