@@ -28,7 +28,7 @@ DEFAULT_BATCH = {"mnist": 128, "fashion-mnist": 128, "cifar10": 16, "imagenet32"
 
 def bench(dataset: str, nz: int, device: torch.device, batch: int, steps: int, warmup: int, amp: bool) -> dict:
     torch.manual_seed(0)
-    cfg = config_for("imagenet32" if dataset == "imagenetcrop" else dataset, nz)
+    cfg = config_for(dataset, nz)
     model = ResNetVAE(cfg).to(device)
     x = torch.randint(0, 256, (batch,) + model.x_shape, dtype=torch.uint8, device=device)
     model.data_init(x)

@@ -41,7 +41,12 @@ def main(argv=None) -> int:
     dataset = args.dataset or raw.get("train", {}).get("dataset") or raw["config"].get("dataset")
     if not dataset:
         raise SystemExit("no --dataset given and none recorded in the file")
-    test = bsdata.load_dataset(dataset, "test", args.data, download=False)
+    if dataset == "imagenetcrop":   # a folder of full-size images (or its test/), as 32x32 patches
+        folder = Path(args.data) / "test" if (Path(args.data) / "test").is_dir() else Path(args.data)
+        test = bsdata.load_image_folder_patches(folder)
+    else:
+        test = bsdata.load_dataset(dataset, "test", args.data, download=False)
+    n_test = len(test)
     if args.subset and args.subset < len(test):
         test = test[np.sort(np.random.default_rng(args.seed).choice(len(test), args.subset, replace=False))]
     t = time.time()
@@ -51,7 +56,8 @@ def main(argv=None) -> int:
           f"(recon {res['recon']:.4f}, KL per layer {' '.join(f'{v:.4f}' for v in res['kl'])}); "
           f"{len(test) / dt:.1f} images/s")
     if args.update:
-        info = dict(raw.get("train", {}), test_images=len(test))
+        # the stored test ELBO is now this one: on len(test) of the n_test test images
+        info = dict(raw.get("train", {}), test_images=n_test, test_subset=len(test))
         save_model(model, args.weights, test_elbo=res["elbo"], state_dict=raw["state_dict"], **info)
         print(f"updated test_elbo in {args.weights}")
     return 0

@@ -278,18 +278,13 @@ def evaluate(model: ResNetVAE, images, rank: int, world: int, device, batch: int
 # the trainer
 
 def make_config(args) -> VAEConfig:
-    ds = "imagenet32" if args.dataset == "imagenetcrop" else args.dataset
     over = {}
     if args.zchannels is not None:
         over["zchannels"] = args.zchannels
     if args.dropout is not None:
         over["dropout"] = args.dropout
-    width = args.width
-    if width is None and args.dataset == "imagenetcrop":
-        width = 256
-    cfg = config_for(ds, args.nz, width, blocks=args.blocks, nprocessing=args.nprocessing,
-                     kernel=args.kernel, **over)
-    return dataclasses.replace(cfg, dataset=args.dataset)
+    return config_for(args.dataset, args.nz, args.width, blocks=args.blocks, nprocessing=args.nprocessing,
+                      kernel=args.kernel, **over)
 
 
 def train(args) -> dict:
