@@ -153,8 +153,6 @@ def read_image(path: str | os.PathLike, limits: Limits | None = None) -> SourceI
 
 
 def _to_source(im, where: str) -> SourceImage:
-    from PIL import Image
-
     mode = im.mode
     unsupported = ImageError(f"{where}: unsupported image mode {mode!r}; supported: L, RGB, 1, P (palette), "
                              "LA/RGBA with opaque alpha, I;16 with values up to 255")
@@ -184,7 +182,6 @@ def _to_source(im, where: str) -> SourceImage:
         if (pal[:, 0] == pal[:, 1]).all() and (pal[:, 1] == pal[:, 2]).all():
             return SourceImage(pal[idx, 0][None], mode, extra=b"\x01" + pal[:, 0].tobytes())
         return SourceImage(pal[idx].transpose(2, 0, 1), mode, extra=b"\x03" + pal.tobytes())
-    del Image
     raise unsupported
 
 
