@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compute and cache the latent bins of a model ahead of time.
 
-    python discretization.py --model mnist-nz8 [--data DIR] [--quantbits 10] [--bins quantile]
+    python discretization.py --model mnist-nz8 [--data DIR] [--quantbits 10] [--bins uniform]
 
 The compress scripts compute the same bins on first use (same cache, same key); this
 command does it explicitly and prints where they are. Posterior samples come from the
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+import numpy as np
 
 from bitswap import zoo
 from bitswap.discretization import (DEFAULT_QUANTBITS, DEFAULT_SAMPLES, DEFAULT_STRATEGY, STRATEGIES,
@@ -39,9 +41,12 @@ def main(argv=None) -> int:
     except (zoo.ModelError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.model}: {bins.nz} layers x {bins.edges[0].shape[0]} dims x {2 ** bins.quantbits} bins "
+    print(f"{args.model}: {bins.nz} layers x {bins.edges[0].shape[0]} dims x at most {2 ** bins.quantbits} bins "
           f"({bins.strategy}, {source}), digest {bins.digest[:16]}, "
           f"cache {args.cache or default_cache_dir()}")
+    counts = [bins.layer_counts(layer) for layer in range(1, bins.nz + 1)]
+    print("bins per dimension, layer by layer (median, min-max): " +
+          ", ".join(f"z{i + 1} {int(np.median(c))} ({c.min()}-{c.max()})" for i, c in enumerate(counts)))
     return 0
 
 

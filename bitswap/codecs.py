@@ -209,9 +209,18 @@ class BinEdges:
     """Bin edges checked and laid out for :class:`LogisticBins`, once for every codec using them.
 
     ``edges`` has shape ``(K + 1,)`` or ``(D, K + 1)``. The first and last edges are treated
-    as -inf and +inf (F = 0 and 1 exactly there), and each row is padded with +inf up to a
-    power of two plus one for the search. A coder builds one per latent layer: checking and
-    padding a CIFAR-10 layer's 2048 x 1025 edges takes milliseconds, too much per tensor.
+    as -inf and +inf (F = 0 and 1 exactly there). A row may use fewer bins than K: its
+    inner edges are then finite up to its own last edge and +inf after it (the adaptive
+    latent bins give each dimension its own count, see :mod:`bitswap.discretization`); the
+    unused bins past it keep the frequency of 1 every bin has. Each row is padded with +inf
+    up to a power of two plus one for the search. A coder builds one per latent layer:
+    checking and padding a CIFAR-10 layer's 2048 x 1025 edges takes milliseconds, too much
+    per tensor.
+
+    For the pop's guess (:meth:`LogisticBins._guess`) it records per row the number of bins
+    in use (``counts``) and either that the inner edges are equiprobable under Logistic(0, 1)
+    (``logistic``, the top latent layer) or the line through the first and last finite inner
+    edge (``first``, ``slope``: exact for equal-width bins). A guess is always verified.
     """
 
     def __init__(self, edges):
@@ -223,12 +232,31 @@ class BinEdges:
         self.rows, K1 = edges.shape
         self.nbins = K = K1 - 1
         inner = edges[:, 1:-1]
-        if not np.all(np.isfinite(inner)) or np.any(np.diff(inner, axis=1) < 0):
-            raise ValueError("inner bin edges must be finite and non-decreasing")
+        finite = np.isfinite(inner)
+        counts = finite.sum(axis=1) + 1
+        # finite edges first, then only +inf; non-decreasing (inf >= inf holds, NaN never does)
+        if (np.any(np.isnan(inner)) or np.any(inner == -np.inf)
+                or np.any(finite[:, 1:] & ~finite[:, :-1])
+                or np.any(~(inner[:, 1:] >= inner[:, :-1]))):
+            raise ValueError("inner bin edges must be finite (a row may end in +inf padding) "
+                             "and non-decreasing")
+        self.counts = counts.astype(np.int64)
+        r = np.arange(self.rows)
+        self.first = np.where(counts >= 2, inner[:, 0] if K > 1 else 0.0, 0.0)
+        last = inner[r, np.maximum(counts - 2, 0)] if K > 1 else np.zeros(self.rows)
+        span = last - self.first
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = np.where((counts >= 3) & (span > 0), (counts - 2) / span, 0.0)
         # Edges equiprobable under Logistic(0, 1) (the top latent layer's bins) get their own
-        # guess in LogisticBins._guess; checked on the first row only (a guess is verified).
-        j = np.arange(1, K, dtype=np.float64)
-        self.logistic = K >= 3 and np.allclose(inner[0], np.log(j) - np.log(K - j), rtol=0, atol=1e-9)
+        # guess: the bin of z is floor(K sigmoid(z)). Checked on every row.
+        self.logistic = False
+        if K >= 3 and np.all(counts >= 3):
+            j = np.arange(1, K, dtype=np.float64)[None, :]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                expect = np.log(j) - np.log(counts[:, None] - j)
+                expect = np.where(j < counts[:, None], expect, np.inf)
+                close = np.where(finite, np.abs(inner - expect) <= 1e-9, expect == np.inf)
+            self.logistic = bool(np.all(close))
         self.width = (1 << int(K - 1).bit_length()) + 1
         table = np.full((self.rows, self.width), np.inf)
         table[:, :K] = edges[:, :-1]
@@ -263,16 +291,17 @@ class LogisticBins(_QuantizedCDF):
             if rows.shape[0] != n or (n and (rows.min() < 0 or rows.max() >= D)):
                 raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
         self._setup(n, edges.nbins, precision)
-        self._logistic_edges = edges.logistic
+        self._bin_edges = edges
         self._mu = mu
         self._inv_scale = 1.0 / scale
         self._edges = edges.table
+        self._rows = rows if D > 1 else None
         self._row = rows.astype(np.uint64) * np.uint64(edges.width) if D > 1 else None
 
     def _guess(self, cf, lanes):
         """Invert the logistic at cf and locate the bin as if the inner edges were equally
-        spaced (they are for the pixels and for the default lower-layer bins) or, for the top
-        layer's bins, logistic quantiles.
+        spaced (they are for the pixels and for the uniform and adaptive lower-layer bins) or,
+        for the top layer's bins, logistic quantiles, each row with its own number of bins.
 
         C(j) = trunc(F(e_j) (M - K)) + j: a first guess j0 takes F ~ cf / M (right where the
         bins follow the distribution), a second F ~ (cf - j0) / (M - K), which also holds
@@ -280,25 +309,26 @@ class LogisticBins(_QuantizedCDF):
         K = self.nbins
         if K < 3 or self._scale <= 0:   # K = 2**precision: every bin has frequency 1
             return None
+        e = self._bin_edges
         mu, inv_scale = self._mu[lanes], self._inv_scale[lanes]
-        if not self._logistic_edges:
-            if self._row is None:
-                first, last = self._edges[1], self._edges[K - 1]
-            else:
-                base = self._row[lanes]
-                first, last = self._edges[base + 1], self._edges[base + (K - 1)]
+        if self._rows is None:
+            count, first, slope = float(e.counts[0]), e.first[0], e.slope[0]
+        else:
+            r = self._rows[lanes]
+            count = e.counts[r].astype(np.float64)
+            if not e.logistic:
+                first, slope = e.first[r], e.slope[r]
         cf = cf.astype(np.float64) + 0.5
 
         def locate(F):
             u = np.clip(F, 1e-300, 1.0 - 2.0 ** -53)
             with np.errstate(all="ignore"):
                 z = mu + np.log(u / (1.0 - u)) / inv_scale
-                if self._logistic_edges:    # edges logit(j / K): the bin of z is floor(K sigmoid(z))
-                    t = np.nan_to_num(K / (1.0 + np.exp(-z)), nan=0.0, posinf=float(K), neginf=0.0)
+                if e.logistic:    # edges logit(j / K): the bin of z is floor(K sigmoid(z))
+                    t = np.nan_to_num(count / (1.0 + np.exp(-z)), nan=0.0, posinf=float(K), neginf=0.0)
                 else:
-                    t = np.nan_to_num((z - first) * ((K - 2) / (last - first)) + 1.0,
-                                      nan=1.0, posinf=float(K), neginf=0.0)
-            return np.clip(np.floor(t), 0.0, float(K - 1))
+                    t = np.nan_to_num((z - first) * slope + 1.0, nan=1.0, posinf=float(K), neginf=0.0)
+            return np.clip(np.floor(t), 0.0, count - 1.0)
 
         j0 = locate(cf / float(self._total))
         return locate((cf - j0) / self._scale).astype(np.uint64)

@@ -17,7 +17,7 @@ Layout (versions 1 and 2: the same bytes), all integers little-endian::
                     u8   flags: bit 0 = Bit-Swap (else BB-ANS); other bits must be 0
                     u8   nz (latent layers, 1..64)
                     u8   quantbits (bits per latent bin index, 1..16)
-                    u8   bins strategy (0 quantile, 1 uniform)
+                    u8   bins strategy (0 quantile, 1 uniform, 2 adaptive)
                     u8   ANS precision (bits, quantbits+1..31)
                     u8   model input channels (1 or 3)
                     u32  lanes of the ANS message (1..65536)
@@ -60,7 +60,7 @@ MODE_CODES = {m: c for c, m in MODES.items()}
 CODING_DIRECT, CODING_PLANES, CODING_REPLICATE = 0, 1, 2
 CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "RGB as 3 grey planes",
            CODING_REPLICATE: "grey replicated to RGB"}
-STRATEGY_CODES = {"quantile": 0, "uniform": 1}
+STRATEGY_CODES = {"quantile": 0, "uniform": 1, "adaptive": 2}
 STRATEGY_NAMES = {v: k for k, v in STRATEGY_CODES.items()}
 
 # Hard limits of the format (the library applies tighter, configurable memory limits).

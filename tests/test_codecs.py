@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from bitswap.ans import Message
 from bitswap.codecs import Categorical, DiscretizedLogistic, LogisticBins, Serial, Uniform, _search
-from bitswap.discretization import logistic_bins
+from bitswap.discretization import adaptive_logistic_bins, logistic_bins
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -27,6 +27,20 @@ def random_edges(rng, D, K):
     return np.sort(rng.logistic(size=(D, K + 1)) * rng.uniform(0.1, 3), axis=1)
 
 
+def padded_edges(rng, D, K, equal=False):
+    """Rows with their own number of bins (2..K), +inf after their last edge (adaptive bins)."""
+    edges = np.full((D, K + 1), np.inf)
+    for d in range(D):
+        k = int(rng.integers(2, K + 1)) if K > 2 else 2
+        if equal:
+            row = rng.normal() + np.linspace(0.0, 1.0, k + 1) * rng.uniform(0.01, 20)
+        else:
+            row = np.sort(rng.logistic(size=k + 1) * rng.uniform(0.1, 3))
+        edges[d, :k] = row[:-1]
+    edges[:, 0] = -np.inf
+    return edges
+
+
 def make_codec(kind, rng, n, precision, extreme):
     mu, scale = logistic_params(rng, n, extreme)
     if kind == "pixels":
@@ -35,7 +49,8 @@ def make_codec(kind, rng, n, precision, extreme):
         K = int(rng.choice([2, 3, 16, 100, 1024]))
         K = min(K, 1 << precision)
         D = int(rng.choice([d for d in (1, 2, 4, 5) if n % d == 0]))
-        return LogisticBins(mu, scale, random_edges(rng, D, K), precision), K
+        edges = padded_edges(rng, D, K) if rng.random() < 0.3 else random_edges(rng, D, K)
+        return LogisticBins(mu, scale, edges, precision), K
     if kind == "categorical":
         K = int(rng.integers(1, min(300, 1 << precision) + 1))
         probs = rng.dirichlet(np.full(K, 0.3), size=n) if rng.random() < 0.5 else rng.random(K) ** 4
@@ -134,7 +149,8 @@ def test_one_codec_coded_in_parts(kind, parts, streams, seed):
 
 
 @settings(max_examples=60, deadline=None)
-@given(K=st.sampled_from([2, 3, 4, 17, 256, 1024]), spacing=st.sampled_from(["equal", "logistic", "random"]),
+@given(K=st.sampled_from([2, 3, 4, 17, 256, 1024]),
+       spacing=st.sampled_from(["equal", "logistic", "random", "equal rows", "logistic rows", "random rows"]),
        extreme=st.booleans(), precision=st.integers(12, 24), seed=seeds)
 def test_guessed_bins_equal_the_binary_search(K, spacing, extreme, precision, seed):
     """The pop's inverse-CDF guess (with its check and fallback) finds exactly the bin the
@@ -148,9 +164,19 @@ def test_guessed_bins_equal_the_binary_search(K, spacing, extreme, precision, se
         edges = lo + np.linspace(0.0, 1.0, K + 1)[None, :] * rng.uniform(0.01, 20, size=(D, 1))
     elif spacing == "logistic":      # the top layer's bins: logistic_bins
         edges = logistic_bins(D, int(np.log2(K)))[0] if K & (K - 1) == 0 else random_edges(rng, D, K)
+    elif spacing == "equal rows":     # the adaptive lower-layer bins
+        edges = padded_edges(rng, D, K, equal=True)
+    elif spacing == "logistic rows":  # the adaptive top-layer bins
+        edges = adaptive_logistic_bins(rng.integers(3, K + 1, size=D) if K > 2 else [2] * D,
+                                       int(np.ceil(np.log2(K))))[0][:, : K + 1]
+        edges[:, -1] = np.inf
+    elif spacing == "random rows":
+        edges = padded_edges(rng, D, K)
     else:
         edges = random_edges(rng, D, K)
     codec = LogisticBins(mu, scale, edges, precision)
+    if spacing == "logistic rows" and K >= 3:
+        assert codec._bin_edges.logistic
     cf = rng.integers(0, 1 << precision, size=n, dtype=np.uint64)
     cf[:20] = 0
     cf[20:40] = (1 << precision) - 1
@@ -159,7 +185,8 @@ def test_guessed_bins_equal_the_binary_search(K, spacing, extreme, precision, se
     assert np.array_equal(j, ref)
     assert np.array_equal(start, codec._cdf(ref))
     assert np.array_equal(freq, codec._cdf(ref + np.uint64(1)) - codec._cdf(ref))
-    if spacing != "random" and not extreme and K >= 4 and K & (K - 1) == 0 and (K << 6) <= (1 << precision):
+    if (spacing in ("equal", "logistic", "equal rows", "logistic rows") and not extreme and K >= 4 and K & (K - 1) == 0
+            and (K << 6) <= (1 << precision)):
         assert np.mean(codec._guess(cf, slice(0, n)) == ref) > 0.5
 
 
@@ -244,6 +271,9 @@ def test_symbol_outside_alphabet_raises(make, bad):
     lambda: DiscretizedLogistic(np.zeros(3), np.ones(2)),
     lambda: LogisticBins(np.zeros(4), np.ones(4), np.ones((3, 5))),
     lambda: LogisticBins(np.zeros(4), np.ones(4), [0.0, 2.0, 1.0, 3.0]),
+    lambda: LogisticBins(np.zeros(4), np.ones(4), [-np.inf, 0.0, np.inf, 1.0, np.inf]),   # finite after padding
+    lambda: LogisticBins(np.zeros(4), np.ones(4), [-np.inf, -np.inf, 0.0, np.inf]),
+    lambda: LogisticBins(np.zeros(4), np.ones(4), [-np.inf, np.nan, 0.0, np.inf]),
     lambda: Categorical([1.0, -1.0], n=2),
     lambda: DiscretizedLogistic(np.zeros(3), np.ones(3), precision=7),
 ])

@@ -13,7 +13,8 @@ import torch
 from bitswap.ans import Message
 from bitswap.coders import Coder
 from bitswap.data import load_dataset
-from bitswap.discretization import LatentBins, cached_bins, compute_bins, logistic_bins, weights_hash
+from bitswap.discretization import (LatentBins, adaptive_counts, cached_bins, compute_bins, logistic_bins,
+                                    weights_hash)
 from bitswap.vae import ResNetVAE, VAEConfig
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -63,6 +64,39 @@ def test_round_trip_real_and_random(nz, bitswap, layout, mnist):
     for a, b in zip(batches, decoded):
         assert np.array_equal(a, b)
     dec.check_initial()
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "uniform", "quantile"])
+@pytest.mark.parametrize("bitswap", [True, False])
+def test_round_trip_every_bin_strategy(strategy, bitswap, mnist):
+    model = tiny_model(2, seed=11)
+    bins = compute_bins(model, quantbits=7, strategy=strategy, data=mnist[:100], nsamples=256)
+    coder = Coder(model, bins, bitswap=bitswap, lanes=4)
+    msg = coder.new_message(streams=2, seed=3)
+    batches = [mnist[100:102], mnist[102:104], mnist[104:106]]
+    encode_all(coder, msg, batches)
+    dec = Message.from_bytes(msg.to_bytes()) if msg.streams == 1 else \
+        Message.stack([Message.from_bytes(m.to_bytes()) for m in msg.split()])
+    for a, b in zip(batches, decode_all(coder, dec, [2, 2, 2])):
+        assert np.array_equal(a, b)
+    dec.check_initial()
+
+
+def test_adaptive_bins_cut_initial_bits_of_a_trained_model(mnist):
+    """The shipped mnist-nz2 model: bins sized to the posterior pop fewer bits for the first
+    image than the paper's 10-bit equal-width bins, at the same net rate."""
+    from bitswap import zoo
+    model = zoo.load("mnist-nz2")
+    x = mnist[:8]
+    out = {}
+    for strategy in ("uniform", "adaptive"):
+        bins = compute_bins(model, 10, strategy, data=mnist[500:1500], nsamples=1024)
+        coder = Coder(model, bins, lanes=4)
+        msg = coder.new_message(streams=1, seed=0)
+        net = sum(coder.encode(msg, x[i:i + 1]).net_bits.sum() for i in range(len(x)))
+        out[strategy] = (msg.initial_bits, net / (len(x) * 1024))
+    assert out["adaptive"][0] < 0.8 * out["uniform"][0], out
+    assert abs(out["adaptive"][1] - out["uniform"][1]) < 0.02 * out["uniform"][1], out
 
 
 def test_bitswap_needs_fewer_initial_bits_than_bbans(mnist):
@@ -168,20 +202,42 @@ def test_top_layer_bins_are_equiprobable_under_the_prior():
     assert np.all((edges[:, :-1] < centres) & (centres < edges[:, 1:]))
 
 
-@pytest.mark.parametrize("strategy", ["quantile", "uniform"])
+@pytest.mark.parametrize("strategy", ["quantile", "uniform", "adaptive"])
 def test_lower_layer_bins(strategy, tmp_path, mnist):
     model = tiny_model(3)
     bins = compute_bins(model, quantbits=6, strategy=strategy, data=mnist[:200], nsamples=600)
-    for e, c in zip(bins.edges, bins.centres):
+    for layer, (e, c) in enumerate(zip(bins.edges, bins.centres), start=1):
         assert e.shape == (256, 65) and c.shape == (256, 64)
         assert np.all(np.isneginf(e[:, 0])) and np.all(np.isposinf(e[:, -1]))
-        assert np.all(np.diff(e, axis=1) >= 0)
+        assert np.all(e[:, 1:] >= e[:, :-1])
+        counts = bins.layer_counts(layer)
+        if strategy != "adaptive":
+            assert np.all(counts == 64)
+            continue
+        assert np.all((4 <= counts) & (counts <= 64))
+        for d in range(0, 256, 37):          # each row: its own bins, then +inf padding
+            k = counts[d]
+            inner = e[d, 1:k]
+            assert np.all(np.isposinf(e[d, k:]))
+            assert np.all((inner[:-1] < c[d, 1:k - 1]) & (c[d, 1:k - 1] < inner[1:]))
+            if layer == bins.nz:             # top layer: equiprobable under the prior
+                assert np.allclose(np.diff(1 / (1 + np.exp(-e[d, :k + 1]))), 1 / k)
+            else:                            # lower layers: equal width
+                assert np.allclose(np.diff(inner), inner[1] - inner[0]) if k > 2 else True
     bins.save(tmp_path / "b.npz")
     again = LatentBins.load(tmp_path / "b.npz")
     assert again.digest == bins.digest
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError):
         LatentBins.load(tmp_path / "junk.npz")
+
+
+def test_adaptive_counts():
+    widths = np.array([[1.0, 0.1, 1e-9], [2.0, 0.2, 1e-9], [3.0, 0.3, 1e-9]])
+    counts = adaptive_counts(widths, np.array([10.0, 10.0, 10.0]), quantbits=8, per_scale=2.0, q=0.0)
+    assert counts.tolist() == [20, 200, 256]           # 2 x span / smallest width, at most 2**8
+    assert adaptive_counts(widths, 0.01, 8, per_scale=2.0, q=0.0).tolist() == [4, 4, 256]
+    assert adaptive_counts(widths, 0.01, 1, per_scale=2.0, q=0.0).tolist() == [2, 2, 2]
 
 
 def test_bins_cache_is_keyed_by_weights(tmp_path):

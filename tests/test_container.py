@@ -53,6 +53,8 @@ def test_round_trip():
     assert c.to_bytes() == GOOD
     assert c.message().lanes == 16
     assert GOOD.startswith(MAGIC)
+    for strategy in ("uniform", "adaptive"):
+        assert Container.from_bytes(make_bytes(strategy=strategy)).header.strategy == strategy
 
 
 @pytest.mark.parametrize("data,needle", [
