@@ -307,8 +307,9 @@ def adaptive_counts(widths: np.ndarray, span: np.ndarray | float, quantbits: int
 
 def compute_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAULT_STRATEGY,
                  data: np.ndarray | None = None, nsamples: int = DEFAULT_SAMPLES,
-                 seed: int = 0) -> LatentBins:
-    """Bins for every layer of ``model`` (lower layers from samples, top in closed form)."""
+                 seed: int = 0, per_scale: float | None = None) -> LatentBins:
+    """Bins for every layer of ``model`` (lower layers from samples, top in closed form;
+    ``per_scale`` overrides :data:`BINS_PER_SCALE` of the adaptive bins)."""
     model.eval()
     D = int(np.prod(model.z_shape))
     edges, centres = [], []
@@ -318,12 +319,12 @@ def compute_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFA
         counts = None
         if widths is not None:
             m = marginals[layer - 1]
-            counts = adaptive_counts(widths[layer - 1], m.max(axis=0) - m.min(axis=0), quantbits)
+            counts = adaptive_counts(widths[layer - 1], m.max(axis=0) - m.min(axis=0), quantbits, per_scale)
         e, c = bins_from_samples(marginals[layer - 1], quantbits, strategy, counts)
         edges.append(e)
         centres.append(c)
     if widths is not None:
-        e, c = adaptive_logistic_bins(adaptive_counts(widths[-1], 1.0, quantbits), quantbits)
+        e, c = adaptive_logistic_bins(adaptive_counts(widths[-1], 1.0, quantbits, per_scale), quantbits)
     else:
         e, c = logistic_bins(D, quantbits)
     edges.append(e)

@@ -34,7 +34,8 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
     ap.add_argument("--nz", type=int, default=default_nz, help="latent layers (selects the shipped model)")
     ap.add_argument("--bitswap", type=int, choices=(0, 1), default=1, help="1: Bit-Swap, 0: BB-ANS")
     ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
-    ap.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_STRATEGY, help="lower-layer bin strategy")
+    ap.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                    help="latent bin strategy (adaptive: sized to each dimension's posterior)")
     ap.add_argument("--experiments", type=int, default=DEFAULT_EXPERIMENTS)
     ap.add_argument("--ndatapoints", type=int, default=DEFAULT_NDATAPOINTS, help="images per experiment")
     ap.add_argument("--batch", type=int, default=100, help="experiments coded side by side")
