@@ -21,8 +21,8 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bitswap.discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES
-    from bitswap.images import DEFAULT_BATCH, DEFAULT_SEED
+    from bitswap.discretization import DEFAULT_QUANTBITS, STRATEGIES
+    from bitswap.images import DEFAULT_BATCH, DEFAULT_FILE_STRATEGY, DEFAULT_SEED
 
     ap = argparse.ArgumentParser(prog="imagenetcrop_compress.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data", help="dataset root: the images are DATA/kodak")
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "shipped model for the images, as the CLI picks)")
     ap.add_argument("--bitswap", type=int, choices=(0, 1), default=1, help="1: Bit-Swap, 0: BB-ANS")
     ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
-    ap.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_STRATEGY, help="latent bin strategy")
+    ap.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_FILE_STRATEGY, help="latent bin strategy")
     ap.add_argument("--lanes", type=int, default=None, help="ANS lanes (default: from the image size)")
     ap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="32x32 patches per network call")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initial bits")

@@ -177,8 +177,9 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES
-    from .images import DEFAULT_BATCH, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_TOTAL_MEGAPIXELS, DEFAULT_SEED
+    from .discretization import DEFAULT_QUANTBITS, STRATEGIES
+    from .images import (DEFAULT_BATCH, DEFAULT_FILE_STRATEGY, DEFAULT_MAX_MEGAPIXELS,
+                         DEFAULT_MAX_TOTAL_MEGAPIXELS, DEFAULT_SEED)
 
     ap = argparse.ArgumentParser(prog="bitswap", description="Lossless image compression with Bit-Swap "
                                  "(hierarchical VAEs and bits-back ANS coding).")
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(c)
     c.add_argument("--bbans", action="store_true", help="BB-ANS instead of Bit-Swap")
     c.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
-    c.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_STRATEGY, help="latent bin strategy")
+    c.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_FILE_STRATEGY, help="latent bin strategy")
     c.add_argument("--lanes", type=int, default=None, help="ANS lanes (default: from the image size)")
     c.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="32x32 patches per network call")
     c.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initial bits")

@@ -341,7 +341,7 @@ def cached_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAU
     """
     settings = f"{quantbits}-{strategy}-{nsamples}-{seed}-{data_tag if data is not None else 'prior'}"
     if strategy == "adaptive":
-        settings += f"-{BINS_PER_SCALE}-{SCALE_QUANTILE}"
+        settings += f"-{BINS_PER_SCALE}-{SCALE_QUANTILE}-{MIN_BINS}"
     key = hashlib.sha256(f"{weights_hash(model)}:{settings}".encode()).hexdigest()[:24]
     path = Path(cache_dir or default_cache_dir()) / f"bins-{key}.npz"
     if path.exists():
