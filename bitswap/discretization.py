@@ -52,11 +52,14 @@ import torch
 STRATEGIES = ("quantile", "uniform", "adaptive")
 # Measured on MNIST nz=8 (4 experiments x 25 images, -ELBO 1.527): uniform 1.5311 net,
 # 1.701 total after 25 images, 3592 initial bits; quantile 1.5314, 1.711, 3816.
+# The experiments' default (files use uniform bins: bitswap.images.DEFAULT_FILE_STRATEGY).
 DEFAULT_STRATEGY = "adaptive"
 # Adaptive bins: bin width = (the 5% quantile of) the posterior scale / BINS_PER_SCALE. Measured
 # on MNIST nz=8 (10 experiments x 100 images, -ELBO 1.0488, training posteriors), net / total
 # after 100 / initial bits: uniform 1.0505 / 1.0891 / 3757; BINS_PER_SCALE 1: 1.0507 / 1.0628 /
 # 1046; 2: 1.0497 / 1.0653 / 1411; 3: 1.0502 / 1.0682 / 1658; 4: 1.0499 / 1.0698 / 1840.
+# CIFAR-10 nz=8 (2 x 100, -ELBO 4.6705): uniform 4.6808 / 4.7576 / 23392; 2: 4.6857 / 4.7133 /
+# 8288; 4: 4.6826 / 4.7165 / 10224 (benchmarks/bench_bins.py).
 BINS_PER_SCALE = 2.0
 SCALE_QUANTILE = 0.05
 MIN_BINS = 4              # keeps the top layer's guess (logistic rows need 3 bins or more)
@@ -260,7 +263,8 @@ def posterior_widths(model, nsamples: int, data: np.ndarray | None = None, seed:
     q(z_{i+1} | z_i) for the lower layers, and for the top layer that scale times the prior
     density at the posterior's mean (a bin equiprobable under the prior, of K, is
     ``1 / (K p(z))`` wide there). ``N = nsamples // 2`` posteriors along the inference path of
-    ``data`` images, or, without data, of images sampled from the model."""
+    ``data`` images, or, without data, of images sampled from the model. Draws from its own
+    generator (``seed + 1``), so the marginal samples every strategy uses stay as they were."""
     gen = torch.Generator().manual_seed(seed + 1)
     device = next(model.parameters()).device
     nz, zshape = model.nz, tuple(model.z_shape)
