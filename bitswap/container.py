@@ -32,7 +32,7 @@ Layout (versions 1 and 2: the same bytes), all integers little-endian::
                       u8   Pillow mode of the original (see MODES)
                       u8   coding: 0 direct, 1 RGB as three grey planes, 2 grey replicated to RGB
                       u32  CRC-32 of the original pixels (see pixel_checksum)
-                      u8   name length (0..255), then the UTF-8 file stem for decompress
+                      u8   name length (1..255), then the UTF-8 file stem for decompress
                       u16  extra length (0..1024), then extra bytes: for mode P the palette
                            (u8 channels 1|3, then up to 256 entries), else empty
     14+H    8     u64 payload length L
@@ -79,7 +79,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _IMAGE = struct.Struct("<IIBBI")
-_NAME_RE = re.compile(r"^[^/\\\x00-\x1f]*$")
+_NAME_RE = re.compile(r"^[^/\\\x00-\x1f]+$")
 
 
 class ContainerError(ValueError):
@@ -93,7 +93,8 @@ def pixel_checksum(mode: str, width: int, height: int, pixels: bytes, extra: byt
 
 
 def safe_name(name: str) -> bool:
-    """A stem that can be used as a file name inside the output folder."""
+    """A non-empty stem that can be used as a file name inside the output folder (decompress
+    writes ``{name}.png``)."""
     return (len(name.encode("utf-8")) <= 255 and bool(_NAME_RE.match(name))
             and name not in (".", "..") and not name.startswith("."))
 
@@ -225,7 +226,7 @@ def _validate_header(h: Header) -> None:
         need(im.coding in CODINGS, f"image {k} has unknown coding {im.coding}")
         need(0 <= im.checksum < (1 << 32), f"image {k} checksum out of range")
         need(safe_name(im.name), f"image {k} name {im.name!r} is not a safe file stem")
-        need(im.name == "" or im.name not in names, f"image name {im.name!r} is repeated")
+        need(im.name not in names, f"image name {im.name!r} is repeated")
         names.add(im.name)
         need(len(im.extra) <= MAX_EXTRA, f"image {k} extra data longer than {MAX_EXTRA} bytes")
         if im.mode == "P":

@@ -413,7 +413,7 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     entries, patches, used = [], [], set()
     for k, im in enumerate(images):
         coding = _coding(im.channels, mch)
-        name = im.name if fmt.safe_name(im.name) and im.name else f"image{k:04d}"
+        name = im.name if fmt.safe_name(im.name) else f"image{k:04d}"
         base, n = name, 2
         while name in used:
             name, n = f"{base}-{n}", n + 1

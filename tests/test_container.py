@@ -91,6 +91,7 @@ def test_header_bounds_on_write(field, value, needle):
     (ImageEntry(5, 5, "L", 7, 0, "z"), "coding"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "../evil"), "safe file stem"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, ".."), "safe file stem"),
+    (ImageEntry(5, 5, "L", CODING_DIRECT, 0, ""), "safe file stem"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "a"), "repeated"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "z", b"xx"), "extra data"),
     (ImageEntry(5, 5, "P", CODING_DIRECT, 0, "z", b"\x02ab"), "palette"),
@@ -99,6 +100,17 @@ def test_image_bounds(entry, needle):
     images = [ImageEntry(3, 3, "L", CODING_DIRECT, 0, "a"), entry]
     with pytest.raises(ContainerError, match=needle):
         Container(make_header(images=images), b"").to_bytes()
+
+
+def test_empty_image_name_is_refused_on_read(monkeypatch):
+    """Decompress writes {name}.png: an empty name would be a hidden '.png', twice over."""
+    import bitswap.container as container
+    images = [ImageEntry(3, 3, "L", CODING_DIRECT, 0, ""), ImageEntry(3, 3, "L", CODING_DIRECT, 0, "b")]
+    with monkeypatch.context() as m:
+        m.setattr(container, "safe_name", lambda name: True)
+        data = Container(make_header(images=images), _message(16, 5)).to_bytes()
+    with pytest.raises(ContainerError, match="safe file stem"):
+        Container.from_bytes(data)
 
 
 def _patch_header_field(offset: int, fmt: str, value) -> bytes:
