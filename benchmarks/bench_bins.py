@@ -1,10 +1,11 @@
 """Rates of the latent-bin strategies: net, total and initial bits on the paper's protocol.
 
     python benchmarks/bench_bins.py --model mnist-nz8 --data DIR [--experiments 10] \
-        [--bins uniform adaptive:1 adaptive:2 adaptive:3 adaptive:4]
+        [--bins uniform adaptive:1 adaptive:2 adaptive:3 adaptive:4 adaptive]
 
 Each entry of ``--bins`` is a strategy, for ``adaptive`` optionally ``:N`` (bins N times
-narrower than the posterior scale, :data:`bitswap.discretization.BINS_PER_SCALE` by default).
+narrower than the posterior scale in every dimension; plain ``adaptive`` is the default rule,
+:func:`bitswap.discretization.bins_per_scale`: 2, or 4 where the posterior is informative).
 The bins are computed fresh (not from the cache) from the training split under ``--data``
 when it is there (the subset the compress scripts use), ancestral samples otherwise; then
 the same experiments (``--experiments`` x 100 test images, seed 100) are compressed with
@@ -41,7 +42,8 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default="data")
     ap.add_argument("--experiments", type=int, default=10)
     ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS)
-    ap.add_argument("--bins", nargs="+", default=["uniform", "adaptive:1", "adaptive:2", "adaptive:3", "adaptive:4"])
+    ap.add_argument("--bins", nargs="+",
+                    default=["uniform", "adaptive:1", "adaptive:2", "adaptive:3", "adaptive:4", "adaptive"])
     args = ap.parse_args(argv)
     entries = [parse_entry(e) for e in args.bins]
     model = zoo.load(args.model)

@@ -26,11 +26,13 @@ costs close to the full ``quantbits`` per pop although it carries no information
 briefly trained model has many such dimensions. What the rate needs is only that bins are
 narrow *against the posterior*: then the discretized KL and the reconstruction at bin
 centres are those of the continuous model. So ``adaptive`` gives each dimension bins
-``BINS_PER_SCALE`` times narrower than its posterior's scale (its low quantile over
-posterior samples of data): equal-width bins over the sampled range for the lower layers,
-equiprobable bins under the Logistic(0, 1) prior for the top layer (their width where the
-posterior sits is ``1 / (K p(mu))``). Informative dimensions keep (up to) all
-``2**quantbits`` bins; collapsed ones get a few dozen.
+``BINS_PER_SCALE`` (2) times narrower than its posterior's scale (its low quantile over
+posterior samples of data), ``INFORMATIVE_BINS_PER_SCALE`` (4) times where the posterior is
+much narrower than the marginal (there the network's output depends on the latent, and
+feeding a bin centre instead of a sample costs rate on every image): equal-width bins over
+the sampled range for the lower layers, equiprobable bins under the Logistic(0, 1) prior for
+the top layer (their width where the posterior sits is ``1 / (K p(mu))``). Informative
+dimensions keep (up to) all ``2**quantbits`` bins; collapsed ones get a few dozen.
 
 Bins depend on the model and the settings only; they are cached as a small npz (never a
 pickle) keyed by a hash of the weights and the settings. Encoder and decoder must use the
@@ -60,8 +62,19 @@ DEFAULT_STRATEGY = "adaptive"
 # 1046; 2: 1.0497 / 1.0653 / 1411; 3: 1.0502 / 1.0682 / 1658; 4: 1.0499 / 1.0698 / 1840.
 # CIFAR-10 nz=8 (2 x 100, -ELBO 4.6705): uniform 4.6808 / 4.7576 / 23392; 2: 4.6857 / 4.7133 /
 # 8288; 4: 4.6826 / 4.7165 / 10224 (benchmarks/bench_bins.py).
+# A dimension whose posterior is more than INFORMATIVE_RATIO times narrower than its layer's
+# marginal (the prior, for the top layer) carries information: feeding a bin centre instead of
+# a sample costs about (w^2 / 24) (1 / s_q^2 - 1 / s_p^2) nats per image there (nothing where
+# q ~ p), against log2(s / w) bits popped once per stream, so such dimensions get finer bins.
+# CIFAR-10 nz=8, 10 x 100 (-ELBO 4.6624; net +-0.002): 1280 of z1's 2048 dimensions are
+# informative; net, total after 100, initial bits: uniform 4.6733, 4.751, 23782; /2 everywhere
+# 4.6780, 4.706, 8282; /4 for the informative ones 4.6748, 4.706, 9475. MNIST nz=8: 1.0491,
+# 1.064, 1392 -> 1.0492, 1.066, 1571 (110 + 70 informative dimensions in z1, z2).
 BINS_PER_SCALE = 2.0
+INFORMATIVE_BINS_PER_SCALE = 4.0
+INFORMATIVE_RATIO = 3.0
 SCALE_QUANTILE = 0.05
+LOGISTIC_STD = float(np.pi / np.sqrt(3.0))   # standard deviation of Logistic(0, 1)
 MIN_BINS = 4              # keeps the top layer's guess (logistic rows need 3 bins or more)
 DEFAULT_QUANTBITS = 10
 DEFAULT_SAMPLES = 4096   # enough for the default (range-based) bins; minutes on CPU for the paper models
@@ -258,11 +271,11 @@ def sample_marginals(model, nsamples: int, data: np.ndarray | None = None, seed:
 
 @torch.no_grad()
 def posterior_widths(model, nsamples: int, data: np.ndarray | None = None, seed: int = 0,
-                     batch: int = 512) -> list[np.ndarray]:
+                     batch: int = 512) -> tuple[list[np.ndarray], np.ndarray]:
     """Per latent layer 1..nz, ``(N, D)`` float32 widths of posterior samples: the scale of
     q(z_{i+1} | z_i) for the lower layers, and for the top layer that scale times the prior
     density at the posterior's mean (a bin equiprobable under the prior, of K, is
-    ``1 / (K p(z))`` wide there). ``N = nsamples // 2`` posteriors along the inference path of
+    ``1 / (K p(z))`` wide there); and the top layer's scales themselves. ``N = nsamples // 2`` posteriors along the inference path of
     ``data`` images, or, without data, of images sampled from the model. Draws from its own
     generator (``seed + 1``), so the marginal samples every strategy uses stay as they were."""
     gen = torch.Generator().manual_seed(seed + 1)
@@ -270,6 +283,7 @@ def posterior_widths(model, nsamples: int, data: np.ndarray | None = None, seed:
     nz, zshape = model.nz, tuple(model.z_shape)
     n = max(1, nsamples // 2)
     out: list[list[np.ndarray]] = [[] for _ in range(nz)]
+    top: list[np.ndarray] = []
 
     def noise(shape, dtype):
         u = torch.rand(shape, generator=gen).clamp_(1e-7, 1 - 1e-7).to(device, dtype)
@@ -292,20 +306,33 @@ def posterior_widths(model, nsamples: int, data: np.ndarray | None = None, seed:
             if i == nz - 1:
                 e = torch.exp(-mu.abs())
                 width = scale * e / (1.0 + e) ** 2
+                top.append(scale.float().cpu().numpy().reshape(b, -1))
             out[i].append(width.float().cpu().numpy().reshape(b, -1))
             given = mu + scale * noise(mu.shape, mu.dtype)
-    return [np.concatenate(parts) for parts in out]
+    return [np.concatenate(parts) for parts in out], np.concatenate(top)
+
+
+def bins_per_scale(ratio: np.ndarray, per_scale: float | None = None) -> np.ndarray:
+    """Per dimension, how many bins go into one posterior scale: :data:`BINS_PER_SCALE`, or
+    :data:`INFORMATIVE_BINS_PER_SCALE` where the posterior is more than
+    :data:`INFORMATIVE_RATIO` times narrower than the marginal (``ratio``); ``per_scale``
+    gives every dimension that one value instead."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    if per_scale is not None:
+        return np.full(ratio.shape, float(per_scale))
+    return np.where(ratio > INFORMATIVE_RATIO, INFORMATIVE_BINS_PER_SCALE, BINS_PER_SCALE)
 
 
 def adaptive_counts(widths: np.ndarray, span: np.ndarray | float, quantbits: int,
-                    per_scale: float | None = None, q: float | None = None) -> np.ndarray:
-    """Bins per dimension so that a bin is ``per_scale`` times narrower than the posterior
-    (its ``q`` quantile over the samples ``widths`` (N, D)) over ``span``: between
-    :data:`MIN_BINS` and ``2**quantbits``. Defaults: :data:`BINS_PER_SCALE`, :data:`SCALE_QUANTILE`."""
+                    per_scale: np.ndarray | float | None = None, q: float | None = None) -> np.ndarray:
+    """Bins per dimension so that a bin is ``per_scale`` (one value or one per dimension) times
+    narrower than the posterior (its ``q`` quantile over the samples ``widths`` (N, D)) over
+    ``span``: between :data:`MIN_BINS` and ``2**quantbits``. Defaults: :data:`BINS_PER_SCALE`,
+    :data:`SCALE_QUANTILE`."""
     per_scale = BINS_PER_SCALE if per_scale is None else per_scale
     q = SCALE_QUANTILE if q is None else q
     w = np.maximum(np.quantile(np.asarray(widths, dtype=np.float64), q, axis=0), 1e-12)
-    k = np.ceil(per_scale * np.asarray(span, dtype=np.float64) / w)
+    k = np.ceil(np.asarray(per_scale, dtype=np.float64) * np.asarray(span, dtype=np.float64) / w)
     return np.clip(k, min(MIN_BINS, 1 << quantbits), 1 << quantbits).astype(np.int64)
 
 
@@ -313,22 +340,26 @@ def compute_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFA
                  data: np.ndarray | None = None, nsamples: int = DEFAULT_SAMPLES,
                  seed: int = 0, per_scale: float | None = None) -> LatentBins:
     """Bins for every layer of ``model`` (lower layers from samples, top in closed form;
-    ``per_scale`` overrides :data:`BINS_PER_SCALE` of the adaptive bins)."""
+    ``per_scale`` gives every dimension of the adaptive bins that many bins per posterior scale,
+    instead of :func:`bins_per_scale`'s choice)."""
     model.eval()
     D = int(np.prod(model.z_shape))
     edges, centres = [], []
     marginals = sample_marginals(model, nsamples, data, seed) if model.nz > 1 else []
-    widths = posterior_widths(model, nsamples, data, seed) if strategy == "adaptive" else None
+    widths, top_scale = posterior_widths(model, nsamples, data, seed) if strategy == "adaptive" else (None, None)
     for layer in range(1, model.nz):
         counts = None
         if widths is not None:
-            m = marginals[layer - 1]
-            counts = adaptive_counts(widths[layer - 1], m.max(axis=0) - m.min(axis=0), quantbits, per_scale)
+            m, w = marginals[layer - 1], widths[layer - 1]
+            ratio = m.std(axis=0) / (LOGISTIC_STD * np.maximum(np.quantile(w, SCALE_QUANTILE, axis=0), 1e-12))
+            counts = adaptive_counts(w, m.max(axis=0) - m.min(axis=0), quantbits, bins_per_scale(ratio, per_scale))
         e, c = bins_from_samples(marginals[layer - 1], quantbits, strategy, counts)
         edges.append(e)
         centres.append(c)
     if widths is not None:
-        e, c = adaptive_logistic_bins(adaptive_counts(widths[-1], 1.0, quantbits, per_scale), quantbits)
+        ratio = 1.0 / np.maximum(np.quantile(top_scale, SCALE_QUANTILE, axis=0), 1e-12)   # prior scale 1
+        e, c = adaptive_logistic_bins(adaptive_counts(widths[-1], 1.0, quantbits, bins_per_scale(ratio, per_scale)),
+                                      quantbits)
     else:
         e, c = logistic_bins(D, quantbits)
     edges.append(e)
@@ -345,7 +376,8 @@ def cached_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAU
     """
     settings = f"{quantbits}-{strategy}-{nsamples}-{seed}-{data_tag if data is not None else 'prior'}"
     if strategy == "adaptive":
-        settings += f"-{BINS_PER_SCALE}-{SCALE_QUANTILE}-{MIN_BINS}"
+        settings += (f"-{BINS_PER_SCALE}-{INFORMATIVE_BINS_PER_SCALE}-{INFORMATIVE_RATIO}"
+                     f"-{SCALE_QUANTILE}-{MIN_BINS}")
     key = hashlib.sha256(f"{weights_hash(model)}:{settings}".encode()).hexdigest()[:24]
     path = Path(cache_dir or default_cache_dir()) / f"bins-{key}.npz"
     if path.exists():

@@ -49,9 +49,9 @@ PREFERRED = {
 # Files use the paper's equal-width bins, not the experiments' adaptive ones: a file is a long
 # stream (hundreds of patches), where initial bits matter little, and its bins come from the
 # model's own samples, whose posteriors are wider than those of sharp photographs. Measured on
-# the 24 Kodak images with cifar10-nz8: adaptive bins cut the initial bits (38.9k -> 23.4k on
-# average) but cost 0.0066 bits per sub-pixel on average (4.3060 -> 4.3126), from -0.133
-# (kodim20) to +0.121 (kodim03); better on 4 images of 24.
+# the 24 Kodak images with cifar10-nz8: adaptive bins cut the initial bits (38.9k -> 25.2k on
+# average) but cost 0.0023 bits per sub-pixel on average (4.3060 -> 4.3083), from -0.127
+# (kodim20) to +0.071 (kodim03); better on 5 images of 24.
 DEFAULT_FILE_STRATEGY = "uniform"
 
 

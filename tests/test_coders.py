@@ -232,6 +232,15 @@ def test_lower_layer_bins(strategy, tmp_path, mnist):
         LatentBins.load(tmp_path / "junk.npz")
 
 
+def test_bins_per_scale():
+    from bitswap.discretization import BINS_PER_SCALE, INFORMATIVE_BINS_PER_SCALE, INFORMATIVE_RATIO, bins_per_scale
+    ratio = np.array([1.0, INFORMATIVE_RATIO, INFORMATIVE_RATIO * 1.01, 50.0])
+    assert bins_per_scale(ratio).tolist() == [BINS_PER_SCALE] * 2 + [INFORMATIVE_BINS_PER_SCALE] * 2
+    assert bins_per_scale(ratio, 3.0).tolist() == [3.0] * 4
+    widths = np.array([[1.0, 1.0]])
+    assert adaptive_counts(widths, 10.0, 8, per_scale=np.array([2.0, 4.0]), q=0.0).tolist() == [20, 40]
+
+
 def test_adaptive_counts():
     widths = np.array([[1.0, 0.1, 1e-9], [2.0, 0.2, 1e-9], [3.0, 0.3, 1e-9]])
     counts = adaptive_counts(widths, np.array([10.0, 10.0, 10.0]), quantbits=8, per_scale=2.0, q=0.0)
