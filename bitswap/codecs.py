@@ -246,7 +246,9 @@ class BinEdges:
         last = inner[r, np.maximum(counts - 2, 0)] if K > 1 else np.zeros(self.rows)
         span = last - self.first
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.slope = np.where((counts >= 3) & (span > 0), (counts - 2) / span, 0.0)
+            # two bins: any positive slope puts z < e_1 in bin 0 and the rest in bin 1
+            self.slope = np.where((counts >= 3) & (span > 0), (counts - 2) / span,
+                                  np.where(counts == 2, 1.0, 0.0))
         # Edges equiprobable under Logistic(0, 1) (the top latent layer's bins) get their own
         # guess: the bin of z is floor(K sigmoid(z)). Checked on every row.
         self.logistic = False
