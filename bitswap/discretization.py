@@ -168,7 +168,8 @@ def logistic_bins(D: int, quantbits: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _padded(edges: list[np.ndarray], centres: list[np.ndarray], K: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows with their own bin counts as ``(D, K + 1)`` edges padded with +inf and ``(D, K)``
-    centres padded with the row's last centre (see :class:`bitswap.codecs.BinEdges`)."""
+    centres padded with the row's last centre (see :class:`bitswap.codecs.BinEdges`), as
+    :func:`equal_width_bins` lays them out."""
     E = np.full((len(edges), K + 1), np.inf)
     C = np.empty((len(edges), K))
     for d, (e, c) in enumerate(zip(edges, centres)):
@@ -201,6 +202,24 @@ def _logistic_row(k: int) -> tuple[np.ndarray, np.ndarray]:
     return edges, np.log(u) - np.log1p(-u)
 
 
+def equal_width_bins(samples: np.ndarray, counts: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[d]`` equal-width bins over the sampled range of dimension d (outer bins open),
+    as ``(D, K + 1)`` edges padded with +inf and ``(D, K)`` centres padded with the row's last
+    centre: the paper's uniform bins when every count is K, the adaptive ones otherwise."""
+    lo, hi = samples.min(axis=0), samples.max(axis=0)
+    hi = np.maximum(hi, lo + 1e-6)
+    k = np.asarray(counts, dtype=np.int64)[:, None]
+    j = np.arange(K + 1)[None, :]
+    t = np.where(j == k, 1.0, j * (1.0 / k))        # np.linspace(0, 1, k + 1), exactly
+    edges = lo[:, None] + (hi - lo)[:, None] * t
+    centres = 0.5 * (edges[:, 1:] + edges[:, :-1])
+    rows = np.arange(edges.shape[0])
+    centres = np.where(j[:, :K] < k, centres, centres[rows, k[:, 0] - 1][:, None])
+    edges = np.where(j < k, edges, np.inf)             # the row's last bin is open upwards
+    edges[:, 0] = -np.inf
+    return edges, centres
+
+
 def bins_from_samples(samples: np.ndarray, quantbits: int, strategy: str,
                       counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Bins per dimension from samples ``(N, D)`` of a layer's marginal (``adaptive``: with
@@ -209,29 +228,15 @@ def bins_from_samples(samples: np.ndarray, quantbits: int, strategy: str,
         raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
     samples = np.asarray(samples, dtype=np.float64)
     K = 1 << quantbits
-    if strategy == "adaptive":
-        if counts is None:
-            raise ValueError("adaptive bins need a bin count per dimension")
-        lo, hi = samples.min(axis=0), samples.max(axis=0)
-        hi = np.maximum(hi, lo + 1e-6)
-        edges, centres = [], []
-        for d, k in enumerate(np.asarray(counts, dtype=np.int64)):
-            e = lo[d] + (hi[d] - lo[d]) * np.linspace(0.0, 1.0, int(k) + 1)
-            edges.append(e)
-            centres.append(0.5 * (e[1:] + e[:-1]))
-        return _padded(edges, centres, K)
     if strategy == "quantile":
         q = np.linspace(0.0, 1.0, 2 * K + 1)
         qs = np.quantile(samples, q, axis=0).T            # (D, 2K + 1)
         edges, centres = qs[:, 0::2].copy(), qs[:, 1::2].copy()
-    else:
-        lo, hi = samples.min(axis=0), samples.max(axis=0)
-        hi = np.maximum(hi, lo + 1e-6)
-        t = np.linspace(0.0, 1.0, K + 1)
-        edges = lo[:, None] + (hi - lo)[:, None] * t[None, :]
-        centres = 0.5 * (edges[:, 1:] + edges[:, :-1])
-    edges[:, 0], edges[:, -1] = -np.inf, np.inf
-    return edges, centres
+        edges[:, 0], edges[:, -1] = -np.inf, np.inf
+        return edges, centres
+    if strategy == "adaptive" and counts is None:
+        raise ValueError("adaptive bins need a bin count per dimension")
+    return equal_width_bins(samples, counts if strategy == "adaptive" else np.full(samples.shape[1], K), K)
 
 
 @torch.no_grad()
@@ -323,15 +328,19 @@ def bins_per_scale(ratio: np.ndarray, per_scale: float | None = None) -> np.ndar
     return np.where(ratio > INFORMATIVE_RATIO, INFORMATIVE_BINS_PER_SCALE, BINS_PER_SCALE)
 
 
-def adaptive_counts(widths: np.ndarray, span: np.ndarray | float, quantbits: int,
-                    per_scale: np.ndarray | float | None = None, q: float | None = None) -> np.ndarray:
-    """Bins per dimension so that a bin is ``per_scale`` (one value or one per dimension) times
-    narrower than the posterior (its ``q`` quantile over the samples ``widths`` (N, D)) over
-    ``span``: between :data:`MIN_BINS` and ``2**quantbits``. Defaults: :data:`BINS_PER_SCALE`,
-    :data:`SCALE_QUANTILE`."""
+def low_width(widths: np.ndarray) -> np.ndarray:
+    """Per dimension, the :data:`SCALE_QUANTILE` quantile of posterior widths ``(N, D)``: the
+    posterior scale the adaptive bins are sized for (floored at 1e-12)."""
+    return np.maximum(np.quantile(np.asarray(widths, dtype=np.float64), SCALE_QUANTILE, axis=0), 1e-12)
+
+
+def adaptive_counts(width: np.ndarray, span: np.ndarray | float, quantbits: int,
+                    per_scale: np.ndarray | float | None = None) -> np.ndarray:
+    """Bins per dimension so that a bin is ``per_scale`` (one value or one per dimension;
+    default :data:`BINS_PER_SCALE`) times narrower than the posterior width ``width`` (D,)
+    (from :func:`low_width`) over ``span``: between :data:`MIN_BINS` and ``2**quantbits``."""
     per_scale = BINS_PER_SCALE if per_scale is None else per_scale
-    q = SCALE_QUANTILE if q is None else q
-    w = np.maximum(np.quantile(np.asarray(widths, dtype=np.float64), q, axis=0), 1e-12)
+    w = np.maximum(np.asarray(width, dtype=np.float64), 1e-12)
     k = np.ceil(np.asarray(per_scale, dtype=np.float64) * np.asarray(span, dtype=np.float64) / w)
     return np.clip(k, min(MIN_BINS, 1 << quantbits), 1 << quantbits).astype(np.int64)
 
@@ -350,16 +359,16 @@ def compute_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFA
     for layer in range(1, model.nz):
         counts = None
         if widths is not None:
-            m, w = marginals[layer - 1], widths[layer - 1]
-            ratio = m.std(axis=0) / (LOGISTIC_STD * np.maximum(np.quantile(w, SCALE_QUANTILE, axis=0), 1e-12))
+            m, w = marginals[layer - 1], low_width(widths[layer - 1])
+            ratio = m.std(axis=0) / (LOGISTIC_STD * w)
             counts = adaptive_counts(w, m.max(axis=0) - m.min(axis=0), quantbits, bins_per_scale(ratio, per_scale))
         e, c = bins_from_samples(marginals[layer - 1], quantbits, strategy, counts)
         edges.append(e)
         centres.append(c)
     if widths is not None:
-        ratio = 1.0 / np.maximum(np.quantile(top_scale, SCALE_QUANTILE, axis=0), 1e-12)   # prior scale 1
-        e, c = adaptive_logistic_bins(adaptive_counts(widths[-1], 1.0, quantbits, bins_per_scale(ratio, per_scale)),
-                                      quantbits)
+        ratio = 1.0 / low_width(top_scale)                  # the prior's scale is 1
+        e, c = adaptive_logistic_bins(adaptive_counts(low_width(widths[-1]), 1.0, quantbits,
+                                                      bins_per_scale(ratio, per_scale)), quantbits)
     else:
         e, c = logistic_bins(D, quantbits)
     edges.append(e)

@@ -237,16 +237,16 @@ def test_bins_per_scale():
     ratio = np.array([1.0, INFORMATIVE_RATIO, INFORMATIVE_RATIO * 1.01, 50.0])
     assert bins_per_scale(ratio).tolist() == [BINS_PER_SCALE] * 2 + [INFORMATIVE_BINS_PER_SCALE] * 2
     assert bins_per_scale(ratio, 3.0).tolist() == [3.0] * 4
-    widths = np.array([[1.0, 1.0]])
-    assert adaptive_counts(widths, 10.0, 8, per_scale=np.array([2.0, 4.0]), q=0.0).tolist() == [20, 40]
+    assert adaptive_counts(np.array([1.0, 1.0]), 10.0, 8, per_scale=np.array([2.0, 4.0])).tolist() == [20, 40]
 
 
 def test_adaptive_counts():
     widths = np.array([[1.0, 0.1, 1e-9], [2.0, 0.2, 1e-9], [3.0, 0.3, 1e-9]])
-    counts = adaptive_counts(widths, np.array([10.0, 10.0, 10.0]), quantbits=8, per_scale=2.0, q=0.0)
+    low = widths.min(axis=0)                                          # the 0% quantile
+    counts = adaptive_counts(low, np.array([10.0, 10.0, 10.0]), quantbits=8, per_scale=2.0)
     assert counts.tolist() == [20, 200, 256]           # 2 x span / smallest width, at most 2**8
-    assert adaptive_counts(widths, 0.01, 8, per_scale=2.0, q=0.0).tolist() == [4, 4, 256]
-    assert adaptive_counts(widths, 0.01, 1, per_scale=2.0, q=0.0).tolist() == [2, 2, 2]
+    assert adaptive_counts(low, 0.01, 8, per_scale=2.0).tolist() == [4, 4, 256]
+    assert adaptive_counts(low, 0.01, 1, per_scale=2.0).tolist() == [2, 2, 2]
 
 
 def test_bins_cache_is_keyed_by_weights(tmp_path):
