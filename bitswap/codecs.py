@@ -240,7 +240,7 @@ class BinEdges:
                 or np.any(~(inner[:, 1:] >= inner[:, :-1]))):
             raise ValueError("inner bin edges must be finite (a row may end in +inf padding) "
                              "and non-decreasing")
-        self.counts = counts.astype(np.int64)
+        self.counts = counts.astype(np.float64)   # float: the guess computes with them
         r = np.arange(self.rows)
         self.first = np.where(counts >= 2, inner[:, 0] if K > 1 else 0.0, 0.0)
         last = inner[r, np.maximum(counts - 2, 0)] if K > 1 else np.zeros(self.rows)
@@ -314,10 +314,10 @@ class LogisticBins(_QuantizedCDF):
         e = self._bin_edges
         mu, inv_scale = self._mu[lanes], self._inv_scale[lanes]
         if self._rows is None:
-            count, first, slope = float(e.counts[0]), e.first[0], e.slope[0]
+            count, first, slope = e.counts[0], e.first[0], e.slope[0]
         else:
             r = self._rows[lanes]
-            count = e.counts[r].astype(np.float64)
+            count = e.counts[r]
             if not e.logistic:
                 first, slope = e.first[r], e.slope[r]
         cf = cf.astype(np.float64) + 0.5
