@@ -52,6 +52,7 @@ def run(args) -> dict:
     from bitswap import images as lib
     from bitswap import zoo
     from bitswap.data import list_images
+    from bitswap.fileio import atomic_write_bytes
 
     folder = Path(args.folder) if args.folder else Path(args.data) / "kodak"
     paths = list_images(folder)[: args.limit]
@@ -83,7 +84,7 @@ def run(args) -> dict:
                                lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
                                progress=not args.quiet and sys.stderr.isatty(), bins=bins)
             dest = out / "bsw" / f"{path.stem}.bsw"
-            lib.atomic_write(dest, lambda f: f.write(res.data))
+            atomic_write_bytes(dest, res.data)
             t_dec = float("nan")
             if not args.no_verify:
                 t = time.perf_counter()
@@ -115,7 +116,7 @@ def run(args) -> dict:
                "batch": args.batch, "lanes": args.lanes, "device": args.device, "folder": str(folder),
                "means": means, "codec_settings": {c.name: c.setting for c in codecs}, "images": rows}
     stem = "baselines" if args.baselines_only else "imagenetcrop"
-    (out / f"{stem}_{folder.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_bytes(out / f"{stem}_{folder.name}.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 
 

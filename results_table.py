@@ -18,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from bitswap.fileio import atomic_write_bytes
 from bitswap.results import paper_unit, result_name
 
 # The Bit-Swap paper's published figures (bits/dim): -ELBO, net, BB-ANS after 1/50/100,
@@ -171,7 +172,7 @@ def _replace_section(path: Path, marker: str, text: str) -> bool:
     pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.S)
     if not pattern.search(old):
         return False
-    path.write_text(pattern.sub(lambda m: m.group(1) + text + m.group(2), old))
+    atomic_write_bytes(path, pattern.sub(lambda m: m.group(1) + text + m.group(2), old).encode())
     return True
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from .fileio import atomic_write, atomic_write_bytes
+
 MAX_FILE_BYTES = 1 << 34       # a .bsw larger than this is refused before reading it
 
 
@@ -71,7 +73,7 @@ def cmd_compress(args) -> int:
                        bitswap=not args.bbans, quantbits=args.quantbits, strategy=args.bins,
                        lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
                        limits=limits, progress=not args.quiet and sys.stderr.isatty())
-    lib.atomic_write(out, lambda f: f.write(res.data))
+    atomic_write_bytes(out, res.data)
     if not args.quiet:
         png = sum(lib.png_size(s) for s in srcs)
         planes = any(e.coding == 1 for e in res.container.header.images)
@@ -156,7 +158,7 @@ def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
         for entry, px in decoded:
             img = lib.restore_image(px, entry.mode, entry.extra)
             path = outdir / f"{entry.name}.png"
-            lib.atomic_write(path, lambda f, img=img: img.save(f, format="PNG"))
+            atomic_write(path, lambda f, img=img: img.save(f, format="PNG"))
             written.append(path)
     except BaseException:
         for p in written:

@@ -45,6 +45,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .data import tile_image
+from .fileio import atomic_write_bytes
 
 try:  # imagecodecs is a dependency, but a missing or partial build must not crash anything
     import imagecodecs
@@ -485,21 +486,18 @@ def write_report(out_dir: str | Path, dataset: str, views: Sequence[View],
     jpath = out_dir / f"benchmark_{dataset}.json"
     cpath = out_dir / f"benchmark_{dataset}.csv"
     doc = {"dataset": dataset, "meta": meta or {}, "views": [v.to_dict() for v in views]}
-    tmp = jpath.with_name(jpath.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(jpath)
+    atomic_write_bytes(jpath, (json.dumps(doc, indent=1) + "\n").encode())
     cols = ["dataset", "view", "unit", "codec", "label", "status", "bpd_mean", "bpd_std",
             "bpd_min", "bpd_max", "bpd_pooled", "groups", "images", "encode_ms_per_image",
             "decode_ms_per_image", "setting"]
-    tmp = cpath.with_name(cpath.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for v in views:
-            for r in v.results:
-                row = {"dataset": dataset, "view": v.name, "unit": v.unit, **r.summary()}
-                w.writerow({k: row.get(k) for k in cols})
-    tmp.replace(cpath)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=cols)
+    w.writeheader()
+    for v in views:
+        for r in v.results:
+            row = {"dataset": dataset, "view": v.name, "unit": v.unit, **r.summary()}
+            w.writerow({k: row.get(k) for k in cols})
+    atomic_write_bytes(cpath, text.getvalue().encode())
     return jpath, cpath
 
 

@@ -29,14 +29,14 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import tarfile
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .fileio import atomic_write
 
 __all__ = [
     "DATASETS", "DatasetMissingError", "load_dataset", "read_idx", "pad_to_32",
@@ -110,29 +110,27 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def _md5(path: Path) -> str:
-    return file_digest(path, "md5")
-
-
 def _download(urls: Sequence[str], dest: Path, md5: str, timeout: float = 30.0) -> None:
-    """Download to a temporary file next to ``dest``, verify the md5, then rename."""
+    """Download to a temporary file next to ``dest`` (:func:`bitswap.fileio.atomic_write`),
+    checking the md5 while it streams: ``dest`` appears only complete and verified."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
+
+    def fetch(url, out):
+        h = hashlib.md5()
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                h.update(chunk)
+                out.write(chunk)
+        if h.hexdigest() != md5:
+            raise OSError(f"md5 mismatch for {url}: got {h.hexdigest()}, expected {md5}")
+
     for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                shutil.copyfileobj(resp, out)
-            got = _md5(Path(tmp))
-            if got != md5:
-                raise OSError(f"md5 mismatch for {url}: got {got}, expected {md5}")
-            os.replace(tmp, dest)
+            atomic_write(dest, lambda out: fetch(url, out))
             return
         except Exception as e:  # network errors, checksum errors: try the next mirror
             errors.append(f"{url}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     raise OSError("; ".join(errors))
 
 

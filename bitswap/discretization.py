@@ -51,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .fileio import atomic_write, remove_stale_temporaries
+
 STRATEGIES = ("quantile", "uniform", "adaptive")
 # Measured on MNIST nz=8 (4 experiments x 25 images, -ELBO 1.527): uniform 1.5311 net,
 # 1.701 total after 25 images, 3592 initial bits; quantile 1.5314, 1.711, 3816.
@@ -135,14 +137,11 @@ class LatentBins:
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         arrays = {f"edges{i}": e.astype(np.float64) for i, e in enumerate(self.edges)}
         arrays.update({f"centres{i}": c.astype(np.float64) for i, c in enumerate(self.centres)})
         meta = {"version": _CACHE_VERSION, "quantbits": self.quantbits,
                 "strategy": self.strategy, "nz": self.nz, "digest": self.digest}
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LatentBins":
@@ -395,6 +394,8 @@ def cached_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAU
         except ValueError:
             pass                                  # corrupt cache entry: recompute
     bins = compute_bins(model, quantbits, strategy, data, nsamples, seed)
+    # a writer killed between its write and its rename left a temporary file: nobody else will
+    remove_stale_temporaries(path.parent)
     try:
         bins.save(path)
     except OSError:

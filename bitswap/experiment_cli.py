@@ -23,6 +23,7 @@ from .data import DatasetMissingError, load_dataset
 from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
                           experiment_indices, run_experiments, summarize)
+from .fileio import atomic_write_bytes
 from .results import paper_unit, result_name, save_results
 
 
@@ -101,7 +102,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     summary = summarize(meta, arrays)
     meta["summary"] = summary
     path = save_results(out / f"{stem}.npz", meta, **arrays)
-    (out / f"{stem}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(out / f"{stem}.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
                   f"({args.experiments} experiments x {args.ndatapoints} images, model {name}; "
                   f"bits per coded dimension)", summary, unit=paper_unit(dataset))

@@ -57,6 +57,7 @@ def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = 
     from tqdm import tqdm
 
     from .ans import Message
+    from .fileio import atomic_write_bytes
 
     E, K = indices.shape
     dims = coder.x_dims
@@ -88,7 +89,7 @@ def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = 
         if stream_dir is not None:
             Path(stream_dir).mkdir(parents=True, exist_ok=True)
             for g, data in enumerate(streams):
-                (Path(stream_dir) / f"exp{a + g:04d}.ans").write_bytes(data)
+                atomic_write_bytes(Path(stream_dir) / f"exp{a + g:04d}.ans", data)
         # Decode from the bytes alone, last image first, and compare.
         dec = Message.stack([Message.from_bytes(d) for d in streams])
         initial = dec.initial_words.copy()

@@ -19,7 +19,6 @@ with a 3-channel model is replicated to RGB. The container records which (``info
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,35 +234,6 @@ def png_size(src: SourceImage) -> int:
     buf = io.BytesIO()
     restore_image(src.pixels, src.mode, src.extra).save(buf, format="PNG", optimize=True)
     return buf.tell()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Write through ``write(fileobj)`` into a temporary file beside ``path``, then rename.
-
-    Nothing is left at ``path`` (nor a temporary file) if anything fails.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise OSError(f"cannot write {path}: it is a directory")
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
-                               suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ----------------------------------------------------------------------------------- models

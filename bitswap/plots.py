@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .fileio import atomic_write
 from .results import load_results, paper_unit, result_name
 
 DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
@@ -95,7 +96,8 @@ def _save(fig, out: str | Path, stem: str, formats: Sequence[str] = FORMATS) -> 
     paths = []
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
-        fig.savefig(path, bbox_inches="tight", dpi=150 if fmt == "png" else None)
+        atomic_write(path, lambda f, fmt=fmt: fig.savefig(f, format=fmt, bbox_inches="tight",
+                                                          dpi=150 if fmt == "png" else None))
         paths.append(path)
     return paths
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_write
+
 ARRAYS = ("net", "elbo", "total", "initial_bits", "layer_bits", "indices")
 
 
@@ -51,10 +53,7 @@ def save_results(path: str | os.PathLike, meta: dict, **arrays: np.ndarray) -> P
         raise ValueError(f"missing result arrays: {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays))
     return path
 
 

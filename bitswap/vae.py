@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fileio import atomic_write
+
 __all__ = [
     "VAEConfig", "ResNetVAE", "config_for", "load_model", "save_model", "logistic_logp",
     "discretized_logistic_logp", "logistic_eps", "PAPER_WIDTHS", "FORMAT", "VERSION",
@@ -460,9 +462,7 @@ def save_model(model: ResNetVAE, path: str | os.PathLike, test_elbo: float | Non
                "train": _plain(info)}
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(payload, f))
     return payload
 
 

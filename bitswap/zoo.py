@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from .data import file_digest
+from .fileio import atomic_write, atomic_write_bytes
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "models"
 MANIFEST = ASSETS / "manifest.json"
@@ -94,16 +95,15 @@ def add(name: str, file: str | os.PathLike) -> dict:
     dest = ASSETS / f"{name.replace('-', '_')}.pt"
     ASSETS.mkdir(parents=True, exist_ok=True)
     if src.resolve() != dest.resolve():
-        shutil.copyfile(src, dest)
+        with open(src, "rb") as fsrc:
+            atomic_write(dest, lambda f: shutil.copyfileobj(fsrc, f))
     entries = manifest()
     entries[name] = {
         "file": dest.name, "sha256": _sha256(dest), "nz": model.nz,
         "dataset": payload.get("config", {}).get("dataset", ""),
         "test_elbo": payload.get("test_elbo"), "train": payload.get("train", {}),
     }
-    tmp = MANIFEST.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, MANIFEST)
+    atomic_write_bytes(MANIFEST, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
     return entries[name]
 
 

@@ -9,6 +9,7 @@ Train and test ELBO (bits/dim) against training images seen.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bitswap.fileio import atomic_write  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -48,7 +52,8 @@ def main(argv=None) -> int:
     logdir = Path(args.logdir).resolve()
     ax.set_title(logdir.parent.name if logdir.name == "tb" else logdir.name)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    fmt = Path(args.out).suffix.lstrip(".").lower() or "png"
+    atomic_write(args.out, lambda f: fig.savefig(f, format=fmt, dpi=120, bbox_inches="tight"))
     print(args.out)
     return 0
 

@@ -42,6 +42,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from bitswap import data as bsdata  # noqa: E402
+from bitswap.fileio import atomic_write  # noqa: E402
 from bitswap.vae import ResNetVAE, VAEConfig, config_for, save_model  # noqa: E402
 
 CHECKPOINT_FORMAT = "bitswap-train-checkpoint"
@@ -222,11 +223,10 @@ def learning_rate(step: int, lr: float, decay: float, min_lr: float) -> float:
 
 
 def atomic_save(obj, path: Path):
+    """``torch.save`` that never leaves a half-written checkpoint (:func:`bitswap.fileio.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_state(device: torch.device) -> dict:
