@@ -292,24 +292,151 @@ def train(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, local, device = setup_distributed(args.device)
-    is_root = rank == 0
     try:
-        return _train(args, rank, world, device, is_root)
+        return _train(args, rank, world, device)
     finally:
         shutdown_distributed()
 
 
-def _train(args, rank, world, device, is_root) -> dict:
+def _train(args, rank: int, world: int, device: torch.device) -> dict:
+    """Set up (or resume), then epochs until ``--epochs``, ``--max-steps`` or a signal."""
+    run = setup(args, rank, world, device)
+    with StopSignal() as stop:
+        if not run.resumed:
+            log_test(run, evaluate_exported(run))
+        run.last_ckpt = run.t_log = time.time()
+        while run.epoch < args.epochs and not run.reached_max_steps():
+            if train_epoch(run, stop):
+                break                                    # stopped inside the epoch, checkpointed
+            run.epoch, run.step_in_epoch = run.epoch + 1, 0
+            evaluate_and_checkpoint(run, "epoch", evaluate=True)
+            if stop.requested:
+                break
+    if run.writer is not None:
+        run.writer.close()
+    return {"model": run.model, "ema": run.ema, "global_step": run.global_step, "epoch": run.epoch,
+            "step_in_epoch": run.step_in_epoch, "rank": rank, "world": world, "out": run.out,
+            "export": run.export_path, "checkpoint": run.ckpt_path}
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything one training process holds: set up by :func:`setup`, advanced by
+    :func:`train_epoch`, saved by :func:`save_checkpoint`. One object instead of state shared
+    between nested functions, so that each step of the loop is a plain function of it."""
+
+    args: argparse.Namespace
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    ckpt_path: Path
+    export_path: Path
+    config: VAEConfig
+    model: ResNetVAE
+    net: torch.nn.Module                 # the model, wrapped in DDP when there are several ranks
+    optimizer: torch.optim.Optimizer
+    ema: EMA | None
+    sampler: torch.utils.data.distributed.DistributedSampler
+    train_set: object
+    test_set: object
+    test_eval: object                    # the (sub)set of test images of the periodic ELBO
+    steps_per_epoch: int
+    resumed: bool
+    writer: object = None                # TensorBoard, rank 0 only
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best: float = float("inf")           # best test ELBO so far
+    pbar: object = None                  # tqdm during an epoch, rank 0 only
+    last_ckpt: float = dataclasses.field(default_factory=time.time)
+    t_log: float = dataclasses.field(default_factory=time.time)
+    n_log: int = 0                       # images since t_log (for images/s)
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def local_batch(self) -> int:
+        return self.args.batch_size // self.world
+
+    @property
+    def checkpoint_minutes(self) -> float:
+        a = self.args
+        return a.checkpoint_minutes if a.checkpoint_minutes is not None else a.eval_minutes
+
+    def reached_max_steps(self) -> bool:
+        return self.args.max_steps > 0 and self.global_step >= self.args.max_steps
+
+    def say(self, msg: str):
+        """Print on its own line, also while a progress bar is active."""
+        if self.pbar is not None:
+            self.pbar.write(msg)
+        else:
+            print(msg, flush=True)
+
+
+class StopSignal:
+    """SIGTERM / SIGINT set :attr:`requested`; the loop finishes its step, checkpoints and stops.
+    The previous handlers come back when the ``with`` block ends."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _on_signal(self, signum, frame):
+        self.requested = True
+
+    def __enter__(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[s] = signal.signal(s, self._on_signal)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        return False
+
+
+def _starting_point(args, ckpt_path: Path, world: int):
+    """(config, checkpoint or None, (exported model, its payload) or None): a ``--resume``
+    checkpoint, ``--init-from`` weights, or a fresh configuration from the flags."""
+    if args.resume:
+        rp = ckpt_path if args.resume == "auto" else Path(args.resume)
+        if not rp.is_file():
+            raise SystemExit(f"--resume: no checkpoint at {rp}")
+        resume = torch.load(rp, map_location="cpu", weights_only=True)
+        if resume.get("format") != CHECKPOINT_FORMAT:
+            raise SystemExit(f"{rp}: not a bitswap training checkpoint")
+        if resume["world"] != world:
+            print(f"warning: checkpoint was written by {resume['world']} processes, resuming with {world}; "
+                  "the continuation is not bit-identical", file=sys.stderr)
+        return VAEConfig.from_dict(resume["config"]), resume, None
+    if args.init_from:
+        from bitswap import zoo
+        from bitswap.vae import load_model
+        _, init_path, _ = zoo.resolve(args.init_from)
+        payload = torch.load(init_path, map_location="cpu", weights_only=True)
+        init_model = load_model(payload)
+        return init_model.config, None, (init_model, payload)
+    return make_config(args), None, None
+
+
+def setup(args, rank: int, world: int, device: torch.device) -> Run:
+    """Data, model, optimizer, EMA, DDP and logs, started fresh, from exported weights or from a
+    checkpoint. The order of the seeded steps is part of the reproducibility: keep it."""
     out = Path(args.out or f"runs/{args.dataset}_nz{args.nz}")
-    if is_root:
+    if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     export_path = Path(args.export) if args.export else out / f"{args.dataset}_nz{args.nz}.pt"
-    export_dtype = getattr(torch, args.export_dtype)
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
     local_batch = args.batch_size // world
-    ckpt_minutes = args.checkpoint_minutes if args.checkpoint_minutes is not None else args.eval_minutes
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -324,30 +451,9 @@ def _train(args, rank, world, device, is_root) -> dict:
     else:
         test_eval = test_set
 
-    resume = None
-    if args.resume:
-        rp = ckpt_path if args.resume == "auto" else Path(args.resume)
-        if not rp.is_file():
-            raise SystemExit(f"--resume: no checkpoint at {rp}")
-        resume = torch.load(rp, map_location="cpu", weights_only=True)
-        if resume.get("format") != CHECKPOINT_FORMAT:
-            raise SystemExit(f"{rp}: not a bitswap training checkpoint")
-        config = VAEConfig.from_dict(resume["config"])
-        if resume["world"] != world:
-            print(f"warning: checkpoint was written by {resume['world']} processes, resuming with {world}; "
-                  "the continuation is not bit-identical", file=sys.stderr)
-    elif args.init_from:
-        from bitswap import zoo
-        from bitswap.vae import load_model
-        _, init_path, _ = zoo.resolve(args.init_from)
-        init_payload = torch.load(init_path, map_location="cpu", weights_only=True)
-        init_model = load_model(init_payload)
-        config = init_model.config
-    else:
-        config = make_config(args)
-
+    config, resume, init = _starting_point(args, ckpt_path, world)
     model = ResNetVAE(config).to(device)
-    if is_root:
+    if rank == 0:
         print(f"model: {config} ({model.num_parameters():,} parameters); {world} process(es), "
               f"global batch {args.batch_size}, device {device}", flush=True)
 
@@ -357,25 +463,23 @@ def _train(args, rank, world, device, is_root) -> dict:
     if steps_per_epoch == 0:
         raise SystemExit("the training set is smaller than one batch")
 
-    if resume is None and args.init_from:
+    epoch, step_in_epoch, global_step, best = 0, 0, 0, float("inf")
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        epoch, step_in_epoch, global_step = resume["epoch"], resume["step_in_epoch"], resume["global_step"]
+        best = resume.get("best_test_elbo", float("inf"))
+    elif init is not None:
+        init_model, payload = init
         model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
                                for k, v in init_model.state_dict().items()})
-        epoch, step_in_epoch = 0, 0
-        global_step = int((init_payload.get("train") or {}).get("global_step", 0))
-        best = float("inf")
-    elif resume is None:
+        global_step = int((payload.get("train") or {}).get("global_step", 0))
+    else:
         # data-dependent init on the same images on every rank (DDP also broadcasts rank 0's weights)
         n_init = min(args.init_images, len(train_set))
         init_idx = np.sort(np.random.default_rng(args.seed).choice(len(train_set), n_init, replace=False))
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(0)
         model.data_init(get_batch(train_set, init_idx).to(device))
-        epoch, step_in_epoch, global_step = 0, 0, 0
-        best = float("inf")
-    else:
-        model.load_state_dict(resume["model"])
-        epoch, step_in_epoch, global_step = resume["epoch"], resume["step_in_epoch"], resume["global_step"]
-        best = resume.get("best_test_elbo", float("inf"))
 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     ema = EMA(model, args.ema) if args.ema > 0 else None
@@ -388,198 +492,199 @@ def _train(args, rank, world, device, is_root) -> dict:
     else:
         torch.manual_seed(args.seed * 1000 + 1 + rank)  # per-rank noise for the latent samples / dropout
 
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
 
     writer = None
-    if is_root:
+    if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(log_dir=str(out / "tb"), purge_step=global_step if resume is not None else None)
         if resume is None:
             writer.add_text("config", str(config), 0)
             writer.add_text("command", " ".join(shlex.quote(a) for a in sys.argv), 0)
 
-    # signals: finish the step, checkpoint, stop
-    stop = {"flag": False}
+    return Run(args=args, rank=rank, world=world, device=device, out=out, ckpt_path=ckpt_path,
+               export_path=export_path, config=config, model=model, net=net, optimizer=optimizer, ema=ema,
+               sampler=sampler, train_set=train_set, test_set=test_set, test_eval=test_eval,
+               steps_per_epoch=steps_per_epoch, resumed=resume is not None, writer=writer, epoch=epoch,
+               step_in_epoch=step_in_epoch, global_step=global_step, best=best)
 
-    def _on_signal(signum, frame):
-        stop["flag"] = True
-    old_handlers = {}
-    for s in (signal.SIGTERM, signal.SIGINT):
-        try:
-            old_handlers[s] = signal.signal(s, _on_signal)
-        except ValueError:  # not in the main thread
-            pass
 
-    pbar = None
-
-    def say(msg: str):
-        """Print on its own line, also while a progress bar is active."""
-        if pbar is not None:
-            pbar.write(msg)
-        else:
-            print(msg, flush=True)
-
-    def eval_model_state() -> dict:
-        src = ema.shadow if ema is not None else model.state_dict()
-        return export_state(src, export_dtype)
-
-    def run_eval() -> dict:
-        """Test ELBO of exactly the weights that would be exported."""
-        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(eval_model_state())
-        res = evaluate(model, test_eval, rank, world, device, max(local_batch, 64), args.seed, args.amp)
-        if writer is not None:  # samples from the model, with fixed noise (no global RNG use)
-            gen = torch.Generator(device=device).manual_seed(args.seed)
-            writer.add_images("samples", model.sample(32, generator=gen).float() / 255.0, global_step)
-        model.load_state_dict(saved)
-        model.train()
-        return res
-
-    def checkpoint(tag: str, test: dict | None):
-        nonlocal best
-        states = [rng_state(device)]
-        if world > 1:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, {k: v.cpu() for k, v in states[0].items()})
-            states = gathered
-        if not is_root:
-            return
-        info = dict(dataset=args.dataset, epochs=epoch + step_in_epoch / steps_per_epoch,
-                    global_step=global_step, command=" ".join(shlex.quote(a) for a in sys.argv),
-                    world=world, batch_size=args.batch_size, seed=args.seed,
-                    test_subset=len(test_eval), test_images=len(test_set))
-        ck = {"format": CHECKPOINT_FORMAT, "version": 1, "config": dataclasses.asdict(config),
-              "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-              "ema": {k: v.detach().cpu() for k, v in ema.shadow.items()} if ema is not None else None,
-              "optimizer": optimizer.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
-              "global_step": global_step, "world": world, "rng": states,
-              "best_test_elbo": best, "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}}
-        if test is not None:
-            sd = eval_model_state()
-            save_model(model, export_path, test_elbo=test["elbo"], state_dict=sd, **info)
-            if test["elbo"] < best:
-                best = test["elbo"]
-                save_model(model, export_path.with_name(export_path.stem + "_best.pt"),
-                           test_elbo=test["elbo"], state_dict=sd, **info)
-        ck["best_test_elbo"] = best
-        atomic_save(ck, ckpt_path)
-        say(f"[{time.strftime('%H:%M:%S')}] checkpoint ({tag}) at epoch {epoch} step {step_in_epoch}/"
-              f"{steps_per_epoch} (global {global_step}) -> {ckpt_path}")
-
-    def log_test(test: dict):
-        if is_root:
-            writer.add_scalar("test/elbo", test["elbo"], global_step)
-            writer.add_scalar("test/recon", test["recon"], global_step)
-            for i, v in enumerate(test["kl"]):
-                writer.add_scalar(f"test/kl/z{i + 1}", v, global_step)
-            writer.flush()
-            say(f"[{time.strftime('%H:%M:%S')}] test ELBO {test['elbo']:.4f} bits/dim "
-                  f"(recon {test['recon']:.4f}, kl {' '.join(f'{v:.4f}' for v in test['kl'])}) "
-                  f"on {len(test_eval)} images, epoch {epoch + step_in_epoch / steps_per_epoch:.2f}")
-
-    if resume is None:
-        test = run_eval()
-        log_test(test)
-
-    last_ckpt = time.time()
-    t_log, n_log = time.time(), 0
-    done = global_step >= args.max_steps > 0
-    while epoch < args.epochs and not done:
-        sampler.set_epoch(epoch)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        indices = list(sampler)
-        model.train()
-        if is_root and not args.quiet:
-            from tqdm import tqdm
-            pbar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}",
+def train_epoch(run: Run, stop: StopSignal) -> bool:
+    """Train from the current position to the end of the epoch, checkpointing on the way when
+    due. True when the run stopped inside the epoch (a signal or ``--max-steps``)."""
+    args = run.args
+    run.sampler.set_epoch(run.epoch)
+    if hasattr(run.train_set, "set_epoch"):
+        run.train_set.set_epoch(run.epoch)
+    indices = list(run.sampler)
+    run.model.train()
+    if run.is_root and not args.quiet:
+        from tqdm import tqdm
+        run.pbar = tqdm(total=run.steps_per_epoch, initial=run.step_in_epoch, desc=f"epoch {run.epoch + 1}",
                         mininterval=1.0 if sys.stderr.isatty() else 60.0, dynamic_ncols=True)
-        while step_in_epoch < steps_per_epoch:
-            idx = indices[step_in_epoch * local_batch:(step_in_epoch + 1) * local_batch]
-            x = get_batch(train_set, idx).to(device, non_blocking=True)
-            global_step += 1
-            lr = learning_rate(global_step, args.lr, args.decay, args.min_lr)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-                loss, parts = ddp(x, free_bits=args.free_bits)  # DDP all-reduces the gradients
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip if args.clip > 0 else float("inf"))
-            optimizer.step()
-            if ema is not None:
-                ema.update(model, global_step)
-            step_in_epoch += 1
-            n_log += x.shape[0] * world
-            if pbar is not None:
-                pbar.update(1)
-            if is_root and (global_step % args.log_interval == 0 or step_in_epoch == steps_per_epoch):
-                dt = time.time() - t_log
-                ips = n_log / max(dt, 1e-9)
-                t_log, n_log = time.time(), 0
-                elbo = parts["elbo"].detach().mean().item()
-                writer.add_scalar("train/loss", loss.item(), global_step)
-                writer.add_scalar("train/elbo", elbo, global_step)
-                writer.add_scalar("train/recon", parts["recon"].detach().mean().item(), global_step)
-                kl = parts["kl"].detach().mean(0)
-                writer.add_scalar("train/kl_total", kl.sum().item(), global_step)
-                for i, v in enumerate(kl.tolist()):
-                    writer.add_scalar(f"train/kl/z{i + 1}", v, global_step)
-                writer.add_scalar("train/lr", lr, global_step)
-                writer.add_scalar("train/images_per_s", ips, global_step)
-                writer.add_scalar("train/grad_norm", float(gnorm), global_step)
-                if pbar is not None:
-                    pbar.set_postfix(loss=f"{loss.item():.4f}", elbo=f"{elbo:.4f}", img_s=f"{ips:.1f}", lr=f"{lr:.2e}")
-                elif global_step % (args.log_interval * 10) == 0:
-                    print(f"step {global_step} loss {loss.item():.4f} elbo {elbo:.4f} {ips:.1f} img/s", flush=True)
-            # decisions that every rank must agree on (rank 0's clock and signals decide)
-            flags = torch.tensor([
-                float(stop["flag"]),
-                float(ckpt_minutes > 0 and time.time() - last_ckpt >= ckpt_minutes * 60),
-            ])
-            if world > 1:
-                flags = flags.to(device)
-                dist.broadcast(flags, 0)
-                flags = flags.cpu()
-            want_stop = bool(flags[0]) or (args.max_steps > 0 and global_step >= args.max_steps)
-            want_ckpt = bool(flags[1]) or (args.checkpoint_steps > 0 and global_step % args.checkpoint_steps == 0)
-            if step_in_epoch == steps_per_epoch:
-                break
+    try:
+        while run.step_in_epoch < run.steps_per_epoch:
+            b = run.local_batch
+            idx = indices[run.step_in_epoch * b:(run.step_in_epoch + 1) * b]
+            train_step(run, get_batch(run.train_set, idx).to(run.device, non_blocking=True))
+            signalled, want_stop, want_ckpt = agree(run, stop)
+            if run.step_in_epoch == run.steps_per_epoch:
+                return False                             # the end-of-epoch checkpoint follows
             if want_ckpt or want_stop:
                 # a signal stops quickly; a periodic checkpoint or --max-steps also evaluates and exports
-                test = run_eval() if (want_ckpt or not bool(flags[0])) else None
-                if test is not None:
-                    log_test(test)
-                checkpoint("stop" if want_stop else "periodic", test)
-                last_ckpt = t_log = time.time()  # images/s counts training time only
-                n_log = 0
+                evaluate_and_checkpoint(run, "stop" if want_stop else "periodic",
+                                        evaluate=want_ckpt or not signalled)
                 if want_stop:
-                    done = True
-                    break
-        if pbar is not None:
-            pbar.close()
-            pbar = None
-        if done:
-            break
-        # end of epoch: test ELBO, checkpoint, export
-        epoch += 1
-        step_in_epoch = 0
-        test = run_eval()
-        log_test(test)
-        checkpoint("epoch", test)
-        last_ckpt = t_log = time.time()
-        n_log = 0
-        if stop["flag"] or (args.max_steps > 0 and global_step >= args.max_steps):
-            done = True
+                    return True
+        return False
+    finally:
+        if run.pbar is not None:
+            run.pbar.close()
+            run.pbar = None
 
-    for s, h in old_handlers.items():
-        signal.signal(s, h)
-    if writer is not None:
-        writer.close()
-    return {"model": model, "ema": ema, "global_step": global_step, "epoch": epoch,
-            "step_in_epoch": step_in_epoch, "rank": rank, "world": world, "out": out,
-            "export": export_path, "checkpoint": ckpt_path}
+
+def train_step(run: Run, x: torch.Tensor):
+    """One optimizer step on this rank's share ``x`` of the global batch (DDP all-reduces the
+    gradients), then the EMA and the logs."""
+    args = run.args
+    run.global_step += 1
+    lr = learning_rate(run.global_step, args.lr, args.decay, args.min_lr)
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    run.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=args.amp):
+        loss, parts = run.net(x, free_bits=args.free_bits)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), args.clip if args.clip > 0 else float("inf"))
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.model, run.global_step)
+    run.step_in_epoch += 1
+    run.n_log += x.shape[0] * run.world
+    if run.pbar is not None:
+        run.pbar.update(1)
+    if run.is_root and (run.global_step % args.log_interval == 0 or run.step_in_epoch == run.steps_per_epoch):
+        log_train(run, loss, parts, lr, gnorm)
+
+
+def log_train(run: Run, loss, parts: dict, lr: float, gnorm):
+    """TensorBoard scalars of the last step (rank 0), images/s since the last log."""
+    args, w, step = run.args, run.writer, run.global_step
+    ips = run.n_log / max(time.time() - run.t_log, 1e-9)
+    run.t_log, run.n_log = time.time(), 0
+    elbo = parts["elbo"].detach().mean().item()
+    w.add_scalar("train/loss", loss.item(), step)
+    w.add_scalar("train/elbo", elbo, step)
+    w.add_scalar("train/recon", parts["recon"].detach().mean().item(), step)
+    kl = parts["kl"].detach().mean(0)
+    w.add_scalar("train/kl_total", kl.sum().item(), step)
+    for i, v in enumerate(kl.tolist()):
+        w.add_scalar(f"train/kl/z{i + 1}", v, step)
+    w.add_scalar("train/lr", lr, step)
+    w.add_scalar("train/images_per_s", ips, step)
+    w.add_scalar("train/grad_norm", float(gnorm), step)
+    if run.pbar is not None:
+        run.pbar.set_postfix(loss=f"{loss.item():.4f}", elbo=f"{elbo:.4f}", img_s=f"{ips:.1f}", lr=f"{lr:.2e}")
+    elif step % (args.log_interval * 10) == 0:
+        print(f"step {step} loss {loss.item():.4f} elbo {elbo:.4f} {ips:.1f} img/s", flush=True)
+
+
+def agree(run: Run, stop: StopSignal) -> tuple[bool, bool, bool]:
+    """(signalled, stop, checkpoint) after a step, the same on every rank: rank 0's clock and
+    signal decide, so that every rank stops or checkpoints at the same step."""
+    args = run.args
+    minutes = run.checkpoint_minutes
+    flags = torch.tensor([float(stop.requested),
+                          float(minutes > 0 and time.time() - run.last_ckpt >= minutes * 60)])
+    if run.world > 1:
+        flags = flags.to(run.device)
+        dist.broadcast(flags, 0)
+        flags = flags.cpu()
+    signalled = bool(flags[0])
+    want_stop = signalled or run.reached_max_steps()
+    want_ckpt = bool(flags[1]) or (args.checkpoint_steps > 0 and run.global_step % args.checkpoint_steps == 0)
+    return signalled, want_stop, want_ckpt
+
+
+def exported_weights(run: Run) -> dict:
+    """The weights as they would be exported: EMA (or raw) rounded to ``--export-dtype``."""
+    src = run.ema.shadow if run.ema is not None else run.model.state_dict()
+    return export_state(src, getattr(torch, run.args.export_dtype))
+
+
+def evaluate_exported(run: Run) -> dict:
+    """Test ELBO of exactly the weights that would be exported (the training weights are put
+    back afterwards); on rank 0 also samples for TensorBoard, with fixed noise."""
+    model, args = run.model, run.args
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(exported_weights(run))
+    res = evaluate(model, run.test_eval, run.rank, run.world, run.device, max(run.local_batch, 64),
+                   args.seed, args.amp)
+    if run.writer is not None:  # no global RNG use
+        gen = torch.Generator(device=run.device).manual_seed(args.seed)
+        run.writer.add_images("samples", model.sample(32, generator=gen).float() / 255.0, run.global_step)
+    model.load_state_dict(saved)
+    model.train()
+    return res
+
+
+def log_test(run: Run, test: dict):
+    if not run.is_root:
+        return
+    w, step = run.writer, run.global_step
+    w.add_scalar("test/elbo", test["elbo"], step)
+    w.add_scalar("test/recon", test["recon"], step)
+    for i, v in enumerate(test["kl"]):
+        w.add_scalar(f"test/kl/z{i + 1}", v, step)
+    w.flush()
+    run.say(f"[{time.strftime('%H:%M:%S')}] test ELBO {test['elbo']:.4f} bits/dim "
+            f"(recon {test['recon']:.4f}, kl {' '.join(f'{v:.4f}' for v in test['kl'])}) "
+            f"on {len(run.test_eval)} images, epoch {run.epoch + run.step_in_epoch / run.steps_per_epoch:.2f}")
+
+
+def evaluate_and_checkpoint(run: Run, tag: str, evaluate: bool):
+    """Optionally the test ELBO (logged, and the weights exported), then a checkpoint; the
+    images/s clock restarts after it (it counts training time only)."""
+    test = evaluate_exported(run) if evaluate else None
+    if test is not None:
+        log_test(run, test)
+    save_checkpoint(run, tag, test)
+    run.last_ckpt = run.t_log = time.time()
+    run.n_log = 0
+
+
+def save_checkpoint(run: Run, tag: str, test: dict | None):
+    """Every rank's RNG state gathered to rank 0, which writes the checkpoint (and, with a test
+    ELBO, the exported weights and the best ones so far)."""
+    args = run.args
+    states = [rng_state(run.device)]
+    if run.world > 1:
+        gathered = [None] * run.world
+        dist.all_gather_object(gathered, {k: v.cpu() for k, v in states[0].items()})
+        states = gathered
+    if not run.is_root:
+        return
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    info = dict(dataset=args.dataset, epochs=run.epoch + run.step_in_epoch / run.steps_per_epoch,
+                global_step=run.global_step, command=command, world=run.world, batch_size=args.batch_size,
+                seed=args.seed, test_subset=len(run.test_eval), test_images=len(run.test_set))
+    if test is not None:
+        sd = exported_weights(run)
+        save_model(run.model, run.export_path, test_elbo=test["elbo"], state_dict=sd, **info)
+        if test["elbo"] < run.best:
+            run.best = test["elbo"]
+            save_model(run.model, run.export_path.with_name(run.export_path.stem + "_best.pt"),
+                       test_elbo=test["elbo"], state_dict=sd, **info)
+    ck = {"format": CHECKPOINT_FORMAT, "version": 1, "config": dataclasses.asdict(run.config),
+          "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+          "ema": {k: v.detach().cpu() for k, v in run.ema.shadow.items()} if run.ema is not None else None,
+          "optimizer": run.optimizer.state_dict(), "epoch": run.epoch, "step_in_epoch": run.step_in_epoch,
+          "global_step": run.global_step, "world": run.world, "rng": states, "best_test_elbo": run.best,
+          "args": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}}
+    atomic_save(ck, run.ckpt_path)
+    run.say(f"[{time.strftime('%H:%M:%S')}] checkpoint ({tag}) at epoch {run.epoch} step {run.step_in_epoch}/"
+            f"{run.steps_per_epoch} (global {run.global_step}) -> {run.ckpt_path}")
 
 
 def main(argv=None, dataset: str | None = None) -> int:
