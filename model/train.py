@@ -300,8 +300,8 @@ def train(args) -> dict:
 
 def _train(args, rank: int, world: int, device: torch.device) -> dict:
     """Set up (or resume), then epochs until ``--epochs``, ``--max-steps`` or a signal."""
-    run = setup(args, rank, world, device)
-    with StopSignal() as stop:
+    with StopSignal() as stop:                           # a signal during the set-up counts too
+        run = setup(args, rank, world, device)
         if not run.resumed:
             log_test(run, evaluate_exported(run))
         run.last_ckpt = run.t_log = time.time()
@@ -310,7 +310,7 @@ def _train(args, rank: int, world: int, device: torch.device) -> dict:
                 break                                    # stopped inside the epoch, checkpointed
             run.epoch, run.step_in_epoch = run.epoch + 1, 0
             evaluate_and_checkpoint(run, "epoch", evaluate=True)
-            if stop.requested:
+            if any_rank(run, stop.requested)[0]:
                 break
     if run.writer is not None:
         run.writer.close()
@@ -590,20 +590,26 @@ def log_train(run: Run, loss, parts: dict, lr: float, gnorm):
         print(f"step {step} loss {loss.item():.4f} elbo {elbo:.4f} {ips:.1f} img/s", flush=True)
 
 
+def any_rank(run: Run, *flags: bool) -> list[bool]:
+    """Each flag, true when it is true on any rank (an all-reduce of the maximum): decisions that
+    every rank must take at the same step."""
+    if run.world == 1:
+        return [bool(f) for f in flags]
+    t = torch.tensor([float(f) for f in flags], device=run.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.cpu()]
+
+
 def agree(run: Run, stop: StopSignal) -> tuple[bool, bool, bool]:
-    """(signalled, stop, checkpoint) after a step, the same on every rank: rank 0's clock and
-    signal decide, so that every rank stops or checkpoints at the same step."""
+    """(signalled, stop, checkpoint) after a step, the same on every rank: a signal to any rank
+    stops them all (a launcher or a scheduler may signal only one), rank 0's clock decides the
+    periodic checkpoint."""
     args = run.args
     minutes = run.checkpoint_minutes
-    flags = torch.tensor([float(stop.requested),
-                          float(minutes > 0 and time.time() - run.last_ckpt >= minutes * 60)])
-    if run.world > 1:
-        flags = flags.to(run.device)
-        dist.broadcast(flags, 0)
-        flags = flags.cpu()
-    signalled = bool(flags[0])
+    due = run.is_root and minutes > 0 and time.time() - run.last_ckpt >= minutes * 60
+    signalled, due = any_rank(run, stop.requested, due)
     want_stop = signalled or run.reached_max_steps()
-    want_ckpt = bool(flags[1]) or (args.checkpoint_steps > 0 and run.global_step % args.checkpoint_steps == 0)
+    want_ckpt = due or (args.checkpoint_steps > 0 and run.global_step % args.checkpoint_steps == 0)
     return signalled, want_stop, want_ckpt
 
 

@@ -1,14 +1,16 @@
-"""The trainer on tiny configurations: single process, resume, 2-process gloo DDP."""
+"""The trainer on tiny configurations: single process, resume, and real distributed runs under
+torchrun, mpiexec, two torchrun "nodes" and plain processes (gloo DDP)."""
 
 import gzip
 import hashlib
-import multiprocessing as mp
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,49 +122,6 @@ def test_resume_is_bit_identical(mnist_root, tmp_path):
     assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
 
 
-def _ddp_worker(rank, world, port, data, out, result_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    res = T.train(args_for(data, out, "--max-steps", "3"))
-    sd = res["model"].state_dict()
-    Path(result_dir, f"rank{rank}.txt").write_text(f"{state_hash(sd)} {res['global_step']}")
-
-
-@pytest.mark.slow
-def test_two_process_gloo_identical_weights(mnist_root, tmp_path):
-    ctx = mp.get_context("spawn")
-    port = free_port()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, mnist_root, tmp_path / "ddp", tmp_path))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            pytest.fail("DDP worker hung")
-    assert [p.exitcode for p in procs] == [0, 0]
-    r0 = (tmp_path / "rank0.txt").read_text().split()
-    r1 = (tmp_path / "rank1.txt").read_text().split()
-    assert r0 == r1 and r0[1] == "3"
-    ck = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
-    assert ck["world"] == 2 and len(ck["rng"]) == 2
-    assert state_hash(ck["model"]) == r0[0]
-
-
-@pytest.mark.slow
-def test_torchrun_launch_exits_cleanly(mnist_root, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           str(ROOT / "model" / "mnist_train.py"), *TINY, "--data", str(mnist_root),
-           "--out", str(tmp_path / "tr"), "--max-steps", "2"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "tr" / "checkpoint.pt").is_file()
-
-
 @pytest.mark.parametrize("dataset", ["cifar10", "imagenet32", "imagenetcrop"])
 def test_rgb_datasets_train(tmp_path, dataset):
     from PIL import Image
@@ -214,22 +173,6 @@ def require_mpiexec() -> str:
     return exe
 
 
-@pytest.mark.slow
-def test_mpiexec_launch(mnist_root, tmp_path):
-    exe = require_mpiexec()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MASTER_PORT=str(free_port()),
-               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        env.pop(k, None)
-    cmd = [exe, "--oversubscribe", "-np", "2", "-x", "PYTHONPATH", "-x", "MASTER_PORT",
-           "-x", "OMP_NUM_THREADS", sys.executable, str(ROOT / "model" / "mnist_train.py"), *TINY,
-           "--data", str(mnist_root), "--out", str(tmp_path / "mpi"), "--max-steps", "2"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    ck = torch.load(tmp_path / "mpi" / "checkpoint.pt", weights_only=True)
-    assert ck["world"] == 2 and ck["global_step"] == 2
-
-
 def test_init_from_exported_weights(mnist_root, tmp_path):
     """Training continues from a shipped/exported file: its config and weights, the learning
     rate schedule from its global step."""
@@ -244,3 +187,193 @@ def test_init_from_exported_weights(mnist_root, tmp_path):
     assert state_hash(after.state_dict()) != state_hash(start.state_dict())
     with pytest.raises(Exception):
         T.train(args_for(mnist_root, tmp_path / "x", "--init-from", str(tmp_path / "missing.pt")))
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed runs: every launcher, real processes (tests/ddp_worker.py reports each rank's weights)
+
+WORKER = ROOT / "tests" / "ddp_worker.py"
+LAUNCH_TIMEOUT = 240          # seconds a launch may take before it counts as hung
+
+
+def launch_env(results: Path, **extra) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", BITSWAP_TEST_RESULTS=str(results),
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "BITSWAP_TEST_ZERO_NOISE"):
+        env.pop(k, None)
+    env.update(extra)
+    results.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def finish(procs, timeout=LAUNCH_TIMEOUT, logs=()):
+    """Wait for every process; a hung one fails the test, and every process group is killed so
+    that nothing outlives it."""
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pytest.fail("a training process hung:\n" + "\n".join(tail(f) for f in logs))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    return [p.returncode for p in procs]
+
+
+def tail(path, n=3000) -> str:
+    path = Path(path)
+    return f"--- {path.name}\n" + (path.read_text(errors="replace")[-n:] if path.exists() else "(none)")
+
+
+def run_launch(cmd, results: Path, logname: str, **extra):
+    """Run one launcher command (its own process group) to the end; its output goes to a log."""
+    log = results / f"{logname}.log"
+    env = launch_env(results, **extra)
+    with open(log, "w") as f:
+        p = subprocess.Popen([str(c) for c in cmd], env=env, stdout=f, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    assert finish([p], logs=[log]) == [0], tail(log)
+    return log
+
+
+def start_ranks(world: int, flags, results: Path, port: int, **extra):
+    """``world`` ranks of tests/ddp_worker.py started directly (as torchrun would), each in its
+    own process group; returns (processes, logs)."""
+    procs, logs = [], []
+    for r in range(world):
+        env = launch_env(results, RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r),
+                         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **extra)
+        log = results / f"rank{r}.log"
+        with open(log, "w") as f:
+            procs.append(subprocess.Popen([sys.executable, str(WORKER), *map(str, flags)], env=env, stdout=f,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+        logs.append(log)
+    return procs, logs
+
+
+def rank_reports(results: Path, world: int) -> list[list[str]]:
+    return [(results / f"rank{r}.txt").read_text().split() for r in range(world)]
+
+
+def assert_same_weights_everywhere(results: Path, world: int, out: Path, step: int):
+    """Every rank ended at ``step`` with the same weights, and they are the checkpoint's."""
+    reports = rank_reports(results, world)
+    assert [r[1:] for r in reports] == [[str(step), str(world)]] * world
+    assert len({r[0] for r in reports}) == 1, reports
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ck["world"] == world and ck["global_step"] == step and len(ck["rng"]) == world
+    assert state_hash(ck["model"]) == reports[0][0]
+
+
+def flags_for(data, out, *extra):
+    return [*TINY, "--data", data, "--out", out, *extra]
+
+
+@pytest.mark.slow
+def test_torchrun_every_rank_same_weights(mnist_root, tmp_path):
+    res, out = tmp_path / "res", tmp_path / "tr"
+    run_launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+                WORKER, *flags_for(mnist_root, out, "--max-steps", "3")], res, "torchrun")
+    assert_same_weights_everywhere(res, 2, out, 3)
+
+
+@pytest.mark.slow
+def test_mpiexec_every_rank_same_weights(mnist_root, tmp_path):
+    exe = require_mpiexec()
+    res, out = tmp_path / "res", tmp_path / "mpi"
+    run_launch([exe, "--oversubscribe", "-np", "2", "-x", "PYTHONPATH", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS",
+                "-x", "BITSWAP_TEST_RESULTS", sys.executable, WORKER, *flags_for(mnist_root, out, "--max-steps", "3")],
+               res, "mpiexec", MASTER_PORT=str(free_port()))
+    assert_same_weights_everywhere(res, 2, out, 3)
+
+
+@pytest.mark.slow
+def test_two_torchrun_nodes_on_one_machine(mnist_root, tmp_path):
+    """docs/training.md's multi-node launch: two torchrun agents (--nnodes=2, --node_rank=0/1),
+    one process each, meeting at a static rendezvous on 127.0.0.1."""
+    res, out = tmp_path / "res", tmp_path / "nodes"
+    port = free_port()
+    procs, logs = [], []
+    for node in range(2):
+        log = tmp_path / f"node{node}.log"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
+               "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}",
+               WORKER, *flags_for(mnist_root, out, "--max-steps", "3")]
+        with open(log, "w") as f:
+            procs.append(subprocess.Popen([str(c) for c in cmd], env=launch_env(res), stdout=f,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+        logs.append(log)
+    assert finish(procs, logs=logs) == [0, 0], "\n".join(tail(f) for f in logs)
+    assert_same_weights_everywhere(res, 2, out, 3)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process(mnist_root, tmp_path, monkeypatch):
+    """The global batch split over 2 processes trains the same weights as 1 process with that
+    batch, up to float rounding. Each rank draws its own latent noise, and free bits apply to each
+    rank's share of the batch, so the comparison runs without noise, dropout and free bits: what
+    is left (data split, gradient averaging, clipping, Adam, EMA, the test ELBO over the split test
+    set) must agree."""
+    import ddp_worker
+    flags = ["--max-steps", "3", "--free-bits", "0", "--dropout", "0"]
+    res, two = tmp_path / "res", tmp_path / "two"
+    procs, logs = start_ranks(2, flags_for(mnist_root, two, *flags), res, free_port(),
+                              BITSWAP_TEST_ZERO_NOISE="1")
+    assert finish(procs, logs=logs) == [0, 0], "\n".join(tail(f) for f in logs)
+    assert_same_weights_everywhere(res, 2, two, 3)
+
+    import bitswap.vae
+    monkeypatch.setattr(bitswap.vae, "logistic_eps", ddp_worker.zero_eps)
+    one = T.train(args_for(mnist_root, tmp_path / "one", *flags))
+    assert one["global_step"] == 3 and one["world"] == 1
+    a = torch.load(two / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    for key in ("model", "ema"):
+        for name, t in a[key].items():
+            if t.is_floating_point():
+                assert torch.allclose(t, b[key][name], rtol=1e-4, atol=1e-6), (key, name, (t - b[key][name]).abs().max())
+            else:
+                assert torch.equal(t, b[key][name]), (key, name)
+    ea = torch.load(two / "mnist_nz2.pt", weights_only=True)["test_elbo"]
+    eb = torch.load(tmp_path / "one" / "mnist_nz2.pt", weights_only=True)["test_elbo"]
+    assert ea == pytest.approx(eb, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_and_resumes_bit_identically(mnist_root, tmp_path):
+    """A signal to one rank only (as a scheduler or a user may send): every rank stops at the same
+    step, rank 0 writes the checkpoint, every process exits (none hangs, none is left), and
+    resuming with the same process count continues exactly as an uninterrupted run."""
+    flags = ["--checkpoint-steps", "2"]
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    procs, logs = start_ranks(2, flags_for(mnist_root, run, *flags, "--max-steps", "100000"),
+                              tmp_path / "r1", free_port())
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while not (run / "checkpoint.pt").exists():                    # training is under way
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            finish(procs, 1)
+            pytest.fail("no checkpoint before the signal:\n" + "\n".join(tail(f) for f in logs))
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    assert finish(procs, logs=logs) == [0, 0], "\n".join(tail(f) for f in logs)
+    stopped = rank_reports(tmp_path / "r1", 2)
+    step = int(stopped[0][1])
+    assert 2 <= step < 100000 and stopped[0] == stopped[1]        # same step, same weights
+    last = (tmp_path / "r1" / "rank0.log").read_text().strip().splitlines()[-1]
+    assert "checkpoint (" in last and f"(global {step})" in last, last   # (stop), or (epoch) at an epoch's end
+    assert_same_weights_everywhere(tmp_path / "r1", 2, run, step)
+
+    target = step + 2
+    for out, extra, results in ((run, ["--resume"], tmp_path / "r2"), (ref, [], tmp_path / "r3")):
+        procs, logs = start_ranks(2, flags_for(mnist_root, out, *flags, "--max-steps", str(target), *extra),
+                                  results, free_port())
+        assert finish(procs, logs=logs) == [0, 0], "\n".join(tail(f) for f in logs)
+    a = torch.load(run / "checkpoint.pt", weights_only=True)
+    b = torch.load(ref / "checkpoint.pt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == target
+    assert state_hash(a["model"]) == state_hash(b["model"]) and state_hash(a["ema"]) == state_hash(b["ema"])
+    assert all(torch.equal(x["torch"], y["torch"]) for x, y in zip(a["rng"], b["rng"]))
+    assert rank_reports(tmp_path / "r2", 2) == rank_reports(tmp_path / "r3", 2)
