@@ -377,3 +377,18 @@ def test_sigterm_to_one_rank_stops_every_rank_and_resumes_bit_identically(mnist_
     assert state_hash(a["model"]) == state_hash(b["model"]) and state_hash(a["ema"]) == state_hash(b["ema"])
     assert all(torch.equal(x["torch"], y["torch"]) for x, y in zip(a["rng"], b["rng"]))
     assert rank_reports(tmp_path / "r2", 2) == rank_reports(tmp_path / "r3", 2)
+
+
+def test_bench_train_prints_every_mode(capsys):
+    """benchmarks/bench_train.py: one line with images/s per configuration and mode."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--device", "cpu", "--configs", "mnist:1", "--modes", "float32", "bf16",
+                       "--steps", "1", "--warmup", "0", "--batch-size", "2"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("cpu")]
+    assert [r[6] for r in rows] == ["float32", "bf16"] and all(float(r[-1]) > 0 for r in rows)
+    if not torch.cuda.is_available():
+        assert bench.main(["--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
