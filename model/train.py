@@ -18,7 +18,11 @@ What it does:
   epoch, with config, weights, EMA, optimizer state, epoch/step and every rank's RNG state:
   ``--resume`` continues bit-identically to an uninterrupted run
 - export of a small weights-only file (:func:`bitswap.vae.save_model`) with the config and test ELBO
-- seeded and reproducible; SIGTERM/SIGINT save a checkpoint and stop cleanly
+- seeded and reproducible; SIGTERM/SIGINT (to any one rank) save a checkpoint and stop every rank
+
+How it is laid out: :func:`setup` builds a :class:`Run` (the whole state of one process), then
+:func:`_train` loops over :func:`train_epoch` (:func:`train_step` per batch) and
+:func:`evaluate_and_checkpoint`; every function takes the ``Run`` it changes.
 """
 
 from __future__ import annotations
