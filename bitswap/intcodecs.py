@@ -38,6 +38,21 @@ def _as_int64(a, name: str, n: int | None = None) -> np.ndarray:
     return arr
 
 
+def check_edges(e: np.ndarray) -> np.ndarray:
+    """Check int64 edges ``(D, K + 1)``: each row ``-EDGE_INF``, strictly increasing finite
+    values (``|e| <= VALUE_MAX``), ``+EDGE_INF`` padding up to its last entry. Returns the
+    number of bins each row uses."""
+    if np.any(e[:, 0] != -EDGE_INF) or np.any(e[:, -1] != EDGE_INF):
+        raise ValueError("each row of edges must start with -EDGE_INF and end with +EDGE_INF")
+    inner = e[:, 1:-1]
+    finite = np.abs(inner) <= VALUE_MAX
+    if (np.any(~finite & (inner != EDGE_INF)) or np.any(finite[:, 1:] & ~finite[:, :-1])
+            or np.any((inner[:, 1:] <= inner[:, :-1]) & finite[:, 1:])):
+        raise ValueError("inner edges must be finite (|e| <= 2**40), strictly increasing, "
+                         "and may end in +EDGE_INF padding")
+    return finite.sum(axis=1) + 1
+
+
 class IntBinEdges:
     """Integer bin edges checked and laid out for :class:`IntLogisticBins`, once per layer.
 
@@ -61,13 +76,7 @@ class IntBinEdges:
         self.nbins = K = K1 - 1
         if np.any(e[:, 0] != -EDGE_INF) or np.any(e[:, -1] != EDGE_INF):
             raise ValueError("each row of edges must start with -EDGE_INF and end with +EDGE_INF")
-        inner = e[:, 1:-1]
-        finite = np.abs(inner) <= VALUE_MAX
-        if (np.any(~finite & (inner != EDGE_INF)) or np.any(finite[:, 1:] & ~finite[:, :-1])
-                or np.any((inner[:, 1:] <= inner[:, :-1]) & finite[:, 1:])):
-            raise ValueError(f"inner edges must be finite (|e| <= 2**40), strictly increasing, "
-                             "and may end in +EDGE_INF padding")
-        self.counts = finite.sum(axis=1) + 1
+        self.counts = check_edges(e)
         self.width = W = (1 << int(K - 1).bit_length()) + 1
         table = np.full((self.rows, W), EDGE_INF, dtype=np.int64)
         table[:, :K] = e[:, :-1]
