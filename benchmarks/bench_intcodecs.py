@@ -113,7 +113,10 @@ def run(name, label, images, lanes):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    root = Path(__file__).resolve().parents[1]
+    data = next((str(d) for d in (root.parent / "shared" / "data", root.parents[1] / "shared" / "data")
+                 if d.is_dir()), "data")
+    p.add_argument("--data", default=data)
     p.add_argument("--mnist", type=int, default=256)
     p.add_argument("--cifar", type=int, default=128)
     p.add_argument("--kodak", default="kodim01", help="a Kodak image name ('' to skip)")

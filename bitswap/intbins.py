@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,7 @@ class IntLatentBins:
             layers = [_expand(s, K) for s in stored]
             bins = cls([e for e, _ in layers], [c for _, c in layers], int(meta["quantbits"]),
                        str(meta["strategy"]), str(meta.get("source_digest", "")))
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a valid integer latent-bins file ({exc})") from exc
         if bins.digest != meta.get("digest") or bins.nz != meta.get("nz"):
             raise ValueError(f"{path}: integer latent-bins file is corrupt (digest mismatch)")
