@@ -123,8 +123,8 @@ def test_quantized_cdf_is_strictly_monotone(n, precision, extreme, seed):
 @given(kind=st.sampled_from(["pixels", "latents", "categorical"]), parts=st.integers(1, 7),
        streams=st.sampled_from([1, 2, 5]), seed=seeds)
 def test_one_codec_coded_in_parts(kind, parts, streams, seed):
-    """intervals + pushes of slices, then pop_part of the slices in reverse: the coder's
-    way of coding a tensor a few lanes per stream at a time with one codec."""
+    """push_chunks of slices, then pop_chunks of the same slices (popped in reverse): the
+    coder's way of coding a tensor a few lanes per stream at a time with one codec."""
     rng = np.random.default_rng(seed)
     per = rng.integers(1, 9, size=parts) * streams           # lanes of each part
     n = int(per.sum())
@@ -132,20 +132,17 @@ def test_one_codec_coded_in_parts(kind, parts, streams, seed):
     msg = Message(int(per.max()), seed=seed, streams=streams)
     snapshot = msg.copy()
     x = rng.integers(0, K, size=n)
-    start, freq = codec.intervals(x)
     bounds = np.concatenate([[0], np.cumsum(per)])
     slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    for sl in slices:
-        msg.push(start[sl], freq[sl], codec.precision)
-    y = np.empty(n, dtype=np.int64)
-    bits = np.empty(n)
-    for sl in reversed(slices):
-        y[sl], bits[sl] = codec.pop_part(msg, sl)
+    pushed = codec.push_chunks(msg, x, slices)
+    one = msg.copy()                         # the same symbols pushed in one piece cost the same
+    assert np.array_equal(pushed, codec.push(Message(n, seed=seed, streams=streams), x))
+    y, bits = codec.pop_chunks(msg, slices)
     assert np.array_equal(x, y)
-    assert np.array_equal(bits, codec._bits(freq))
+    assert np.array_equal(bits, pushed)
     assert msg == snapshot
     with pytest.raises(ValueError, match="lanes"):
-        codec.pop_part(msg, slice(0, n + 1))
+        codec.pop_chunks(one, [slice(0, n + 1)])
 
 
 @settings(max_examples=60, deadline=None)
