@@ -448,3 +448,107 @@ class Serial:
     def pop(self, msg):
         out = [c.pop(msg) for c in reversed(self.codecs)][::-1]
         return [s for s, _ in out], [b for _, b in out]
+
+
+class GaussianBins(LogisticBins):
+    """A Gaussian (mu, scale) per lane over fixed bin edges (see :class:`LogisticBins` for
+    ``edges`` and ``rows``): the BB-ANS models' posterior over latent bins equiprobable under
+    their N(0, 1) prior. The CDF is ``ndtr`` (scipy) in float64; decoding bisects."""
+
+    def _guess(self, cf, lanes):
+        return None
+
+    def _cdf(self, j, sl=slice(None)):
+        e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
+        with np.errstate(invalid="ignore"):
+            F = _ndtr((e - self._mu[sl]) * self._inv_scale[sl])
+        return (self._scale * F).astype(np.uint64) + j
+
+
+def _ndtr(z: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+    return ndtr(z)
+
+
+class Bernoulli(_QuantizedCDF):
+    """Symbols 0 and 1, ``p`` = P(1) per lane: C(1) = trunc((1 - p)(M - 2)) + 1, so both
+    symbols keep a frequency of at least 1 whatever p."""
+
+    def __init__(self, p, precision: int = DEFAULT_PRECISION):
+        p = _as_f64(p, name="p")
+        if np.any((p < 0) | (p > 1)):
+            raise ValueError("p must be in [0, 1]")
+        self._setup(p.shape[0], 2, precision)
+        self._mid = ((1.0 - p) * self._scale).astype(np.uint64) + np.uint64(1)
+
+    def _cdf(self, j, sl=slice(None)):
+        return np.where(j >= 2, self._total, j * self._mid[sl])
+
+
+class BetaBinomial(_QuantizedCDF):
+    """Beta-binomial over 0..n per lane (``a``, ``b`` > 0): the BB-ANS raw-MNIST likelihood.
+
+    Its CDF has no cheap closed form, so each lane's table of ``n + 2`` quantized CDF values is
+    built from the log pmf (``gammaln``) when the lanes are coded: for all lanes once when
+    pushing, for the popped part's lanes when popping (never kept for a whole tensor: 256
+    float64 entries per pixel would be hundreds of MB per batch). Each lane's table depends on
+    that lane's parameters only, through the same float64 operations, so encoder and decoder
+    agree bit for bit.
+    """
+
+    _BLOCK = 4096   # lanes per table block
+
+    def __init__(self, n: int, a, b, precision: int = DEFAULT_PRECISION):
+        a = _as_f64(a, name="a")
+        b = _as_f64(b, a.shape[0], "b")
+        if np.any(a <= 0) or np.any(b <= 0):
+            raise ValueError("a and b must be positive")
+        n = int(n)
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._setup(a.shape[0], n + 1, precision)
+        self._a, self._b, self._N = a, b, n
+
+    def _tables(self, where) -> np.ndarray:
+        """Quantized CDF C(0..K) of the lanes ``where`` (a slice or an index array), (L, K + 1)."""
+        from scipy.special import gammaln
+        a, b = self._a[where][:, None], self._b[where][:, None]
+        N, K = self._N, self.nbins
+        k = np.arange(K, dtype=np.float64)[None, :]
+        logp = (gammaln(k + a) + gammaln(N - k + b) - gammaln(k + 1.0) - gammaln(N - k + 1.0))
+        logp = logp - logp.max(axis=1, keepdims=True)
+        c = np.cumsum(np.exp(logp), axis=1)
+        F = c / c[:, -1:]
+        table = np.empty((a.shape[0], K + 1), dtype=np.uint64)
+        table[:, 0] = 0
+        table[:, 1:] = (np.minimum(F, 1.0) * self._scale).astype(np.uint64) + np.arange(1, K + 1, dtype=np.uint64)
+        table[:, K] = self._total
+        return table
+
+    def intervals(self, symbols):
+        x = _check_symbols(symbols, self.n, self.nbins).astype(np.int64)
+        start = np.empty(self.n, dtype=np.uint64)
+        freq = np.empty(self.n, dtype=np.uint64)
+        for s in range(0, self.n, self._BLOCK):
+            sl = slice(s, min(self.n, s + self._BLOCK))
+            t = self._tables(sl)
+            r = np.arange(t.shape[0])
+            start[sl] = t[r, x[sl]]
+            freq[sl] = t[r, x[sl] + 1] - start[sl]
+        return start, freq
+
+    def locate(self, cf, lanes):
+        a, b = lanes.start, lanes.stop
+        if not 0 <= a <= b <= self.n or cf.shape[0] != b - a:
+            raise ValueError(f"lanes {a}:{b} are not within the codec's {self.n} lanes")
+        j = np.empty(b - a, dtype=np.uint64)
+        lo = np.empty(b - a, dtype=np.uint64)
+        hi = np.empty(b - a, dtype=np.uint64)
+        for s in range(a, b, self._BLOCK):
+            e = min(b, s + self._BLOCK)
+            t = self._tables(slice(s, e))
+            c = cf[s - a:e - a]
+            jj = (t[:, 1:] <= c[:, None]).sum(axis=1)        # C(j) <= cf < C(j + 1)
+            r = np.arange(t.shape[0])
+            j[s - a:e - a], lo[s - a:e - a], hi[s - a:e - a] = jj, t[r, jj], t[r, jj + 1]
+        return j, lo, hi - lo

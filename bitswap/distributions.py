@@ -24,7 +24,8 @@ import numpy as np
 from . import codecs
 from .codecs import BinEdges, Codec
 
-__all__ = ["Distribution", "LogisticOverBins", "DiscretizedLogistic", "Categorical", "UniformBits"]
+__all__ = ["Distribution", "LogisticOverBins", "GaussianOverBins", "DiscretizedLogistic", "Bernoulli",
+           "BetaBinomial", "Categorical", "UniformBits"]
 
 
 def _params(a, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -73,6 +74,16 @@ class LogisticOverBins(Distribution):
                                    self.edges, self._precision(precision), rows=rows)
 
 
+class GaussianOverBins(LogisticOverBins):
+    """Gaussian(mu, scale) per element over fixed latent bins: the BB-ANS models' posterior over
+    bins equiprobable under their N(0, 1) prior."""
+
+    def codec(self, lanes, precision):
+        rows = self._dim(lanes) if self.edges.rows > 1 else np.zeros(len(lanes), dtype=np.int64)
+        return codecs.GaussianBins(self.mu.reshape(-1)[lanes], self.scale.reshape(-1)[lanes],
+                                   self.edges, self._precision(precision), rows=rows)
+
+
 class DiscretizedLogistic(Distribution):
     """The pixel likelihood of the ResNet VAE: a logistic in the [-1, 1] pixel space over the
     256 pixel values (:class:`bitswap.codecs.DiscretizedLogistic`)."""
@@ -86,6 +97,33 @@ class DiscretizedLogistic(Distribution):
     def codec(self, lanes, precision):
         return codecs.DiscretizedLogistic(self.mu.reshape(-1)[lanes], self.scale.reshape(-1)[lanes],
                                           self._precision(precision))
+
+
+class Bernoulli(Distribution):
+    """Binary symbols, ``p`` = P(1) per element (the binarized-MNIST likelihood)."""
+
+    def __init__(self, p, precision: int | None = None):
+        self.p = _params(p, "p")
+        self.shape = self.p.shape
+        self.precision = precision
+
+    def codec(self, lanes, precision):
+        return codecs.Bernoulli(self.p.reshape(-1)[lanes], self._precision(precision))
+
+
+class BetaBinomial(Distribution):
+    """Beta-binomial over 0..n per element, parameters ``a``, ``b`` (the raw-MNIST likelihood)."""
+
+    def __init__(self, n: int, a, b, precision: int | None = None):
+        self.n = int(n)
+        self.a = _params(a, "a")
+        self.shape = self.a.shape
+        self.b = _params(b, "b", self.shape)
+        self.precision = precision
+
+    def codec(self, lanes, precision):
+        return codecs.BetaBinomial(self.n, self.a.reshape(-1)[lanes], self.b.reshape(-1)[lanes],
+                                   self._precision(precision))
 
 
 class Categorical(Distribution):
