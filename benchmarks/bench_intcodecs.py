@@ -44,15 +44,19 @@ class RecordingCoder(Coder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.steps = []
+        self.steps, self._layer = [], None
 
-    def _push(self, msg, layer, mu, scale, symbols):
-        self.steps.append(("push", layer, np.asarray(mu), np.asarray(scale), symbols.copy()))
-        return super()._push(msg, layer, mu, scale, symbols)
+    def _distribution(self, kind, i, values, B, timer):
+        self._layer = i + 1 if kind == "posterior" else (self.nz if kind == "prior" else i)
+        return super()._distribution(kind, i, values, B, timer)
 
-    def _pop(self, msg, layer, mu, scale):
-        sym, bits = super()._pop(msg, layer, mu, scale)
-        self.steps.append(("pop", layer, np.asarray(mu), np.asarray(scale), sym.copy()))
+    def _push(self, msg, dist, symbols):
+        self.steps.append(("push", self._layer, dist.mu, dist.scale, symbols.copy()))
+        return super()._push(msg, dist, symbols)
+
+    def _pop(self, msg, dist):
+        sym, bits = super()._pop(msg, dist)
+        self.steps.append(("pop", self._layer, dist.mu, dist.scale, sym.copy()))
         return sym, bits
 
 
@@ -94,8 +98,8 @@ def run(name, label, images, lanes):
         sign = 1.0 if kind == "push" else -1.0
         x = sym.reshape(-1)
         fc, ic = codecs_for(layer, mu, scale, fedges, iedges)
-        fbits[layer] += sign * fc._bits(fc.intervals(x)[1]).sum()
-        ibits[layer] += sign * ic._bits(ic.intervals(x)[1]).sum()
+        fbits[layer] += sign * fc.information(fc.intervals(x)[1]).sum()
+        ibits[layer] += sign * ic.information(ic.intervals(x)[1]).sum()
         speed[:2] += timed_round_trip(fc, x)
         speed[2:] += timed_round_trip(ic, x)
     dims = images[0].size * len(images)

@@ -197,7 +197,7 @@ def test_rate_matches_the_float_codec():
     x = np.clip(np.rint((mu + scale * rng.logistic(size=n) + 1) * 127.5), 0, 255).astype(np.int64)
     f = DiscretizedLogistic(mu, scale)
     i = IntDiscretizedLogistic(to_fixed(mu), to_fixed(scale))
-    bf, bi = f._bits(f.intervals(x)[1]).sum(), i._bits(i.intervals(x)[1]).sum()
+    bf, bi = f.information(f.intervals(x)[1]).sum(), i.information(i.intervals(x)[1]).sum()
     assert abs(bi - bf) / bf < 1e-4
     edges = -5.0 + np.cumsum(rng.uniform(0.002, 0.02, size=(4, 1025)), axis=1)   # gaps >= 131 units
     edges[:, 0], edges[:, -1] = -np.inf, np.inf
@@ -205,7 +205,7 @@ def test_rate_matches_the_float_codec():
     x = rng.integers(300, 700, size=mu.shape[0])
     f = LogisticBins(mu, scale, edges)
     i = IntLogisticBins(to_fixed(mu), to_fixed(scale), to_fixed(edges))
-    bf, bi = f._bits(f.intervals(x)[1]).sum(), i._bits(i.intervals(x)[1]).sum()
+    bf, bi = f.information(f.intervals(x)[1]).sum(), i.information(i.intervals(x)[1]).sum()
     assert abs(bi - bf) / bf < 1e-4
 
 
