@@ -17,9 +17,9 @@ The CDF
 entries (96 KiB, cache-resident). The table is generated with Python's :mod:`decimal`
 (``exp`` is correctly rounded; the arithmetic is a software standard, the same on every
 machine), half of it by symmetry ``G(-t) = 2**32 - G(t)``, and checked against a recorded
-SHA-256 before first use. Beyond ``|t| = 22.9`` ``G`` is 0 or 2**32 anyway.
+SHA-256 at import (0.1 s). Beyond ``|t| = 22.9`` ``G`` is 0 or 2**32 anyway.
 
-``cdf_fixed(d, scale)`` for ``d = edge - mu``:
+``cdf_fixed(d, recip, bound)`` for ``d = edge - mu``:
 
 1. ``t = (clip(d, +-T_MAX scale) r) >> 32`` with the per-lane reciprocal
    ``r = floor(2**56 / scale)`` (:func:`lane_constants`, one exact int64 division per lane
