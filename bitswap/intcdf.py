@@ -19,7 +19,7 @@ entries (96 KiB, cache-resident). The table is generated with Python's :mod:`dec
 machine), half of it by symmetry ``G(-t) = 2**32 - G(t)``, and checked against a recorded
 SHA-256 at import (0.1 s). Beyond ``|t| = 22.9`` ``G`` is 0 or 2**32 anyway.
 
-``cdf_fixed(d, recip, bounds)`` for ``d = edge - mu``:
+``cdf_fixed(d, recip, lo, hi)`` for ``d = edge - mu``:
 
 1. ``t = (clip(d, +-T_MAX scale) r) >> 32`` with the per-lane reciprocal
    ``r = floor(2**56 / scale)`` (:func:`lane_constants`, one exact int64 division per lane
@@ -95,35 +95,36 @@ def logistic_table() -> np.ndarray:
     return _TABLE
 
 
-def lane_constants(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lane_constants(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per lane, what :func:`cdf_fixed` needs of an int64 ``scale`` in ``[1, SCALE_MAX]``:
     the reciprocal ``r = floor(2**56 / scale)`` and the clip bounds ``-+T_MAX * scale``.
     Computed once per codec, so that each CDF evaluation multiplies instead of dividing."""
     scale = np.asarray(scale, dtype=np.int64)
-    return (1 << _RECIP_BITS) // scale, np.stack([-T_MAX * scale, T_MAX * scale])
+    hi = scale * T_MAX
+    return (1 << _RECIP_BITS) // scale, np.negative(hi), hi
 
 
-def cdf_fixed(d: np.ndarray, recip: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+def cdf_fixed(d: np.ndarray, recip: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """``G(t)``, ``round(2**32 F(t))`` interpolated, at ``t = (edge - mu) / scale`` for int64
     ``d = edge - mu`` and the lane constants of :func:`lane_constants`: int64 in
     ``[0, 2**32]``, non-decreasing in ``d``.
 
     ``t = (clip(d, +-T_MAX scale) r) >> 32`` has ``T_FRAC`` fractional bits (within 13 units
-    of the exact quotient; ``|d r| < 25 2**56``), so ``i = t >> 16`` indexes the table and the
+    of the exact quotient; ``|d r| <= 24 2**56``), so ``i = t >> 16`` indexes the table and the
     low 16 bits interpolate between its entries ``i`` and ``i + 1``."""
-    t = np.minimum(d, bounds[1])                     # np.minimum/maximum: np.clip with array
-    np.maximum(t, bounds[0], out=t)                  # bounds is 30x slower (numpy 2.4)
+    t = np.minimum(d, hi)                  # np.minimum/maximum: np.clip with array
+    np.maximum(t, lo, out=t)               # bounds is 30x slower (numpy 2.4)
     t *= recip
     t >>= _RECIP_BITS - T_FRAC
     i = t >> _FRAC_BITS
     i += _HALF
-    lo = _TABLE.take(i)
+    g0 = _TABLE.take(i)
     step = _TABLE_NEXT.take(i)
-    step -= lo
+    step -= g0
     t &= (1 << _FRAC_BITS) - 1
     step *= t
     step >>= _FRAC_BITS
-    step += lo
+    step += g0
     return step
 
 

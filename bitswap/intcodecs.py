@@ -127,7 +127,7 @@ class IntLogisticBins(_QuantizedCDF):
         self._setup(n, edges.nbins, precision)
         self._bin_edges = edges
         self._mu, self._scale_fx = mu, scale
-        self._recip, self._bounds = lane_constants(scale)
+        self._recip, self._lo, self._hi = lane_constants(scale)
         self._span = np.int64((1 << precision) - edges.nbins)
         self._row = rows.astype(np.int64) * np.int64(edges.width)
         self._guesser: LogisticBins | None = None      # built on the first pop
@@ -136,7 +136,7 @@ class IntLogisticBins(_QuantizedCDF):
         j = j.astype(np.int64)
         d = self._bin_edges.table.take(self._row[sl] + j)
         d -= self._mu[sl]
-        c = cdf_fixed(d, self._recip[sl], self._bounds[:, sl])
+        c = cdf_fixed(d, self._recip[sl], self._lo[sl], self._hi[sl])
         c *= self._span
         c >>= G_BITS
         c += j
