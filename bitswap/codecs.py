@@ -5,7 +5,13 @@ one entry per lane) and offers
 
 - ``push(msg, symbols) -> bits``: encode one symbol per lane, return the information
   content of each (``-log2`` of its quantized probability, float64 per lane);
-- ``pop(msg) -> (symbols, bits)``: the exact inverse.
+- ``pop(msg) -> (symbols, bits)``: the exact inverse;
+- ``push_chunks(msg, symbols, parts) -> bits`` / ``pop_chunks(msg, parts) -> (symbols, bits)``:
+  the same over lane slices ``parts`` pushed in order and popped in reverse (how the coder
+  codes a tensor a few lanes per stream at a time with one codec; see :class:`Codec`).
+
+Which codec codes a model's tensor is chosen by a *distribution* (:mod:`bitswap.distributions`),
+never by the coder.
 
 A codec with ``n`` lanes works on the first ``n / streams`` lanes of each stream of the
 message (see :mod:`bitswap.ans`), so tensors of different sizes (pixels and smaller
@@ -87,19 +93,77 @@ def _search(cdf: Callable[[np.ndarray, slice], np.ndarray], cf: np.ndarray,
 
 
 class Codec:
-    """Base class: a push/pop pair over ``n`` lanes."""
+    """Base class: a push/pop pair over ``n`` lanes, codable in chunks of lanes.
+
+    The public interface every codec offers (and the only one :class:`bitswap.coders.Coder`
+    uses):
+
+    - ``push(msg, symbols) -> bits`` and ``pop(msg) -> (symbols, bits)``: all ``n`` lanes at once;
+    - ``push_chunks(msg, symbols, parts) -> bits``: the symbols of all ``n`` lanes, pushed
+      part by part (``parts`` a list of lane slices, in order); ``pop_chunks(msg, parts)``
+      pops the same parts in reverse order and returns symbols and bits of all ``n`` lanes.
+      The coder codes a tensor a few lanes per stream at a time with one codec, so the
+      codec (its parameter checks and tables) is built once per tensor, not per chunk;
+    - ``bits``: the information content of each returned symbol, ``-log2`` of its
+      quantized probability (float64 per lane, :meth:`information`).
+
+    A codec defined by integer intervals only implements two methods: ``intervals(symbols)
+    -> (start, freq)`` (uint64 per lane, out of ``2**precision``) and ``locate(cf, lanes) ->
+    (symbols, start, freq)``, the symbol of each lane of the slice ``lanes`` whose interval
+    contains ``cf`` (what the message peeks). Everything above is built on them here.
+    """
 
     n: int
     precision: int
 
-    def _bits(self, freqs: np.ndarray) -> np.ndarray:
-        return self.precision - np.log2(freqs.astype(np.float64))
+    def information(self, freqs: np.ndarray) -> np.ndarray:
+        """Bits of symbols with quantized frequencies ``freqs``: ``precision - log2(freq)``."""
+        return self.precision - np.log2(np.asarray(freqs).astype(np.float64))
+
+    def intervals(self, symbols) -> tuple[np.ndarray, np.ndarray]:
+        """(start, freq) of every lane's symbol (uint64, out of ``2**precision``)."""
+        raise NotImplementedError
+
+    def locate(self, cf: np.ndarray, lanes: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(symbol, start, freq) per lane of ``lanes`` with start <= cf < start + freq."""
+        raise NotImplementedError
+
+    def _check_parts(self, parts) -> list[slice]:
+        parts = list(parts)
+        for p in parts:
+            if not (isinstance(p, slice) and p.start is not None and p.stop is not None
+                    and 0 <= p.start <= p.stop <= self.n and p.step in (None, 1)):
+                raise ValueError(f"part {p!r} is not a slice of lanes within the codec's {self.n} lanes")
+        return parts
+
+    def push_chunks(self, msg: Message, symbols, parts) -> np.ndarray:
+        """Push the symbols of the lanes ``parts`` (lane slices) one part after another;
+        return the bits of every lane (lanes outside the parts get 0)."""
+        parts = self._check_parts(parts)
+        start, freq = self.intervals(symbols)
+        for p in parts:
+            msg.push(start[p], freq[p], self.precision)
+        return self.information(freq)
+
+    def pop_chunks(self, msg: Message, parts) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse of :meth:`push_chunks` with the same ``parts``: pops them in reverse
+        order (decoding needs the message state before each part). Returns int64 symbols and
+        bits of every lane (0 outside the parts)."""
+        parts = self._check_parts(parts)
+        sym = np.zeros(self.n, dtype=np.int64)
+        bits = np.zeros(self.n)
+        for p in reversed(parts):
+            cf = msg.peek(self.precision, p.stop - p.start)
+            x, start, freq = self.locate(cf, p)
+            msg.pop(start, freq, self.precision)
+            sym[p], bits[p] = x, self.information(freq)
+        return sym, bits
 
     def push(self, msg: Message, symbols) -> np.ndarray:
-        raise NotImplementedError
+        return self.push_chunks(msg, symbols, [slice(0, self.n)])
 
     def pop(self, msg: Message) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        return self.pop_chunks(msg, [slice(0, self.n)])
 
 
 class Uniform(Codec):
@@ -110,15 +174,12 @@ class Uniform(Codec):
             raise ValueError("Uniform bits must be in [1, 31]")
         self.n, self.precision = n, bits
 
-    def push(self, msg, symbols):
+    def intervals(self, symbols):
         x = _check_symbols(symbols, self.n, 1 << self.precision)
-        msg.push(x, np.ones(self.n, dtype=np.uint64), self.precision)
-        return np.full(self.n, float(self.precision))
+        return x, np.ones(self.n, dtype=np.uint64)
 
-    def pop(self, msg):
-        x = msg.peek(self.precision, self.n).copy()
-        msg.pop(x, np.ones(self.n, dtype=np.uint64), self.precision)
-        return x.astype(np.int64), np.full(self.n, float(self.precision))
+    def locate(self, cf, lanes):
+        return cf.copy(), cf.copy(), np.ones(cf.shape[0], dtype=np.uint64)
 
 
 class _QuantizedCDF(Codec):
@@ -140,35 +201,15 @@ class _QuantizedCDF(Codec):
         self._scale = float((1 << precision) - nbins)
 
     def intervals(self, symbols) -> tuple[np.ndarray, np.ndarray]:
-        """(start, freq) of every lane's symbol: what :meth:`push` pushes.
-
-        A caller that pushes the lanes in parts (:class:`bitswap.coders.Coder` pushes a
-        tensor a few lanes per stream at a time) computes them for all lanes at once and
-        hands slices to :meth:`Message.push`."""
         x = _check_symbols(symbols, self.n, self.nbins)
         start = self._cdf(x)
         return start, self._cdf(x + np.uint64(1)) - start
 
-    def push(self, msg, symbols):
-        start, freq = self.intervals(symbols)
-        msg.push(start, freq, self.precision)
-        return self._bits(freq)
-
-    def pop(self, msg):
-        return self.pop_part(msg, slice(0, self.n))
-
-    def pop_part(self, msg, lanes: slice) -> tuple[np.ndarray, np.ndarray]:
-        """Pop the symbols of this codec's lanes ``lanes`` (a slice with a start and a stop).
-
-        Decoding needs the message state before each part, so parts are popped one by one;
-        the codec (and its parameter checks and tables) is still built once for all of them."""
+    def locate(self, cf, lanes):
         a, b = lanes.start, lanes.stop
-        if not 0 <= a <= b <= self.n:
+        if not 0 <= a <= b <= self.n or cf.shape[0] != b - a:
             raise ValueError(f"lanes {a}:{b} are not within the codec's {self.n} lanes")
-        cf = msg.peek(self.precision, b - a)
-        x, start, freq = self._locate(cf, a, b)
-        msg.pop(start, freq, self.precision)
-        return x.astype(np.int64), self._bits(freq)
+        return self._locate(cf, a, b)
 
     def _guess(self, cf: np.ndarray, lanes: slice) -> np.ndarray | None:
         """A likely bin for each lane's cf (None: no cheap guess, search)."""
@@ -389,8 +430,9 @@ class Categorical(_QuantizedCDF):
         return self._table[j if self._row is None else self._row[sl] + j]
 
 
-class Serial(Codec):
-    """Codecs applied one after another; pop runs them in reverse order.
+class Serial:
+    """Codecs applied one after another; pop runs them in reverse order (a combinator over
+    whole codecs, not a lane codec: it has no ``push_chunks``).
 
     ``push(msg, [s0, s1, ...])`` pushes ``s0`` with the first codec, then ``s1``...
     """
@@ -406,3 +448,107 @@ class Serial(Codec):
     def pop(self, msg):
         out = [c.pop(msg) for c in reversed(self.codecs)][::-1]
         return [s for s, _ in out], [b for _, b in out]
+
+
+class GaussianBins(LogisticBins):
+    """A Gaussian (mu, scale) per lane over fixed bin edges (see :class:`LogisticBins` for
+    ``edges`` and ``rows``): the BB-ANS models' posterior over latent bins equiprobable under
+    their N(0, 1) prior. The CDF is ``ndtr`` (scipy) in float64; decoding bisects."""
+
+    def _guess(self, cf, lanes):
+        return None
+
+    def _cdf(self, j, sl=slice(None)):
+        e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
+        with np.errstate(invalid="ignore"):
+            F = _ndtr((e - self._mu[sl]) * self._inv_scale[sl])
+        return (self._scale * F).astype(np.uint64) + j
+
+
+def _ndtr(z: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtr
+    return ndtr(z)
+
+
+class Bernoulli(_QuantizedCDF):
+    """Symbols 0 and 1, ``p`` = P(1) per lane: C(1) = trunc((1 - p)(M - 2)) + 1, so both
+    symbols keep a frequency of at least 1 whatever p."""
+
+    def __init__(self, p, precision: int = DEFAULT_PRECISION):
+        p = _as_f64(p, name="p")
+        if np.any((p < 0) | (p > 1)):
+            raise ValueError("p must be in [0, 1]")
+        self._setup(p.shape[0], 2, precision)
+        self._mid = ((1.0 - p) * self._scale).astype(np.uint64) + np.uint64(1)
+
+    def _cdf(self, j, sl=slice(None)):
+        return np.where(j >= 2, self._total, j * self._mid[sl])
+
+
+class BetaBinomial(_QuantizedCDF):
+    """Beta-binomial over 0..n per lane (``a``, ``b`` > 0): the BB-ANS raw-MNIST likelihood.
+
+    Its CDF has no cheap closed form, so each lane's table of ``n + 2`` quantized CDF values is
+    built from the log pmf (``gammaln``) when the lanes are coded: for all lanes once when
+    pushing, for the popped part's lanes when popping (never kept for a whole tensor: 256
+    float64 entries per pixel would be hundreds of MB per batch). Each lane's table depends on
+    that lane's parameters only, through the same float64 operations, so encoder and decoder
+    agree bit for bit.
+    """
+
+    _BLOCK = 4096   # lanes per table block
+
+    def __init__(self, n: int, a, b, precision: int = DEFAULT_PRECISION):
+        a = _as_f64(a, name="a")
+        b = _as_f64(b, a.shape[0], "b")
+        if np.any(a <= 0) or np.any(b <= 0):
+            raise ValueError("a and b must be positive")
+        n = int(n)
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._setup(a.shape[0], n + 1, precision)
+        self._a, self._b, self._N = a, b, n
+
+    def _tables(self, where) -> np.ndarray:
+        """Quantized CDF C(0..K) of the lanes ``where`` (a slice or an index array), (L, K + 1)."""
+        from scipy.special import gammaln
+        a, b = self._a[where][:, None], self._b[where][:, None]
+        N, K = self._N, self.nbins
+        k = np.arange(K, dtype=np.float64)[None, :]
+        logp = (gammaln(k + a) + gammaln(N - k + b) - gammaln(k + 1.0) - gammaln(N - k + 1.0))
+        logp = logp - logp.max(axis=1, keepdims=True)
+        c = np.cumsum(np.exp(logp), axis=1)
+        F = c / c[:, -1:]
+        table = np.empty((a.shape[0], K + 1), dtype=np.uint64)
+        table[:, 0] = 0
+        table[:, 1:] = (np.minimum(F, 1.0) * self._scale).astype(np.uint64) + np.arange(1, K + 1, dtype=np.uint64)
+        table[:, K] = self._total
+        return table
+
+    def intervals(self, symbols):
+        x = _check_symbols(symbols, self.n, self.nbins).astype(np.int64)
+        start = np.empty(self.n, dtype=np.uint64)
+        freq = np.empty(self.n, dtype=np.uint64)
+        for s in range(0, self.n, self._BLOCK):
+            sl = slice(s, min(self.n, s + self._BLOCK))
+            t = self._tables(sl)
+            r = np.arange(t.shape[0])
+            start[sl] = t[r, x[sl]]
+            freq[sl] = t[r, x[sl] + 1] - start[sl]
+        return start, freq
+
+    def locate(self, cf, lanes):
+        a, b = lanes.start, lanes.stop
+        if not 0 <= a <= b <= self.n or cf.shape[0] != b - a:
+            raise ValueError(f"lanes {a}:{b} are not within the codec's {self.n} lanes")
+        j = np.empty(b - a, dtype=np.uint64)
+        lo = np.empty(b - a, dtype=np.uint64)
+        hi = np.empty(b - a, dtype=np.uint64)
+        for s in range(a, b, self._BLOCK):
+            e = min(b, s + self._BLOCK)
+            t = self._tables(slice(s, e))
+            c = cf[s - a:e - a]
+            jj = (t[:, 1:] <= c[:, None]).sum(axis=1)        # C(j) <= cf < C(j + 1)
+            r = np.arange(t.shape[0])
+            j[s - a:e - a], lo[s - a:e - a], hi[s - a:e - a] = jj, t[r, jj], t[r, jj + 1]
+        return j, lo, hi - lo

@@ -1,8 +1,13 @@
-"""Bit-Swap and BB-ANS over any hierarchical model.
+"""Bit-Swap and BB-ANS over any hierarchical latent-variable model.
 
-The model offers, per layer i (0 = pixels), ``infer(i, given)`` -> (mu, scale) of
-q(z_{i+1} | z_i) and ``generate(i, given)`` -> (mu, scale) of p(z_i | z_{i+1}), with a
-Logistic(0, 1) prior on the top layer z_nz (see ``docs`` and :mod:`bitswap.vae`).
+The model (the protocol of :mod:`bitswap.latent_models`) offers, per layer i (0 = pixels),
+``posterior(i, given)``: q(z_{i+1} | z_i), ``likelihood(i, given)``: p(z_i | z_{i+1}) and
+``prior(batch)``: p(z_nz), each a :class:`~bitswap.distributions.Distribution` (a family
+and its parameters); ``given`` is the symbols of the conditioning layer. The coder asks
+each distribution for its codec over the lanes it wants and uses only the codecs' public
+``push_chunks``/``pop_chunks``: it knows no family and no network. A ResNet VAE with its
+latent bins is wrapped by :class:`~bitswap.latent_models.LogisticHierarchy`
+(``Coder(model, bins)``).
 
 Coding an image is a *schedule* of three kinds of steps:
 
@@ -37,8 +42,8 @@ import numpy as np
 import torch
 
 from .ans import Message
-from .codecs import DEFAULT_PRECISION, BinEdges, DiscretizedLogistic, LogisticBins
-from .discretization import LatentBins
+from .codecs import DEFAULT_PRECISION
+from .latent_models import LogisticHierarchy
 
 # Measured on MNIST nz=8 (total bits/dim after 1 and 10 images): 1 lane 4.72, 1.805; 4 lanes
 # 4.91, 1.827; 16 lanes 5.79, 1.911. Coding time grows with the calls per tensor, which
@@ -67,31 +72,24 @@ class _Timer:
 
 
 class Coder:
-    """Bit-Swap (``bitswap=True``) or BB-ANS coding of image batches with ``model``."""
+    """Bit-Swap (``bitswap=True``) or BB-ANS coding of image batches with ``model``.
 
-    def __init__(self, model, bins: LatentBins, bitswap: bool = True, lanes: int = DEFAULT_LANES,
+    ``model`` follows the protocol of :mod:`bitswap.latent_models`; a ResNet VAE is given
+    with its latent ``bins`` (then wrapped in a :class:`LogisticHierarchy` on ``device``)."""
+
+    def __init__(self, model, bins=None, bitswap: bool = True, lanes: int = DEFAULT_LANES,
                  precision: int = DEFAULT_PRECISION, device: str | torch.device | None = None):
-        if bins.nz != model.nz:
-            raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={model.nz}")
-        self.model = model.eval()
+        self.model = model if bins is None else LogisticHierarchy(model, bins, device)
         self.bins = bins
         self.bitswap = bool(bitswap)
         self.lanes = int(lanes)
         if self.lanes < 1:
             raise ValueError("lanes must be >= 1")
         self.precision = precision
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self._layouts: dict[tuple[int, int], tuple[np.ndarray, list[slice]]] = {}
-        self.nz = model.nz
-        self.x_shape = tuple(model.x_shape)
-        self.z_shape = tuple(model.z_shape)
+        self.nz = int(self.model.nz)
+        self.x_shape = tuple(self.model.x_shape)
         self.x_dims = int(np.prod(self.x_shape))
-        self.z_dims = int(np.prod(self.z_shape))
-        for layer in range(1, self.nz + 1):
-            if bins.layer_edges(layer).shape[0] != self.z_dims:
-                raise ValueError("the bins do not match the model's latent shape")
-        # every tensor of a layer is coded over the same edges: check and lay them out once
-        self._edges = {layer: BinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
 
     # ------------------------------------------------------------ schedule
     def schedule(self) -> list[tuple[str, int]]:
@@ -107,37 +105,19 @@ class Coder:
         """An empty message with initial bits from ``seed`` for ``streams`` streams."""
         return Message(streams * self.lanes, seed=seed, streams=streams)
 
-    # ------------------------------------------------------------- network
-    def _network(self, fn, i: int, given: torch.Tensor, timer: _Timer) -> tuple[np.ndarray, np.ndarray]:
-        """Run one network step; float64 numpy (B, D) parameters out.
-
-        Decoding must see bit-identical parameters however the images were grouped into
-        batches (an experiment's stream is decodable on its own). torch's CPU kernels
-        take another path for a batch of one image and round differently (measured:
-        differences of 5e-7), so a single image is evaluated as a batch of two.
-        """
+    def _distribution(self, kind: str, i: int, values: dict[int, np.ndarray], B: int, timer: _Timer):
+        """The model's distribution for one step of the schedule (timed: the network runs here)."""
         t = time.perf_counter()
-        B = given.shape[0]
-        if B == 1:
-            given = given.expand((2,) + tuple(given.shape[1:]))
-        with torch.no_grad():
-            mu, scale = fn(i, given)
-        mu, scale = mu[:B], scale[:B]
-        out = (mu.detach().to("cpu", torch.float64).numpy().reshape(B, -1),
-               scale.detach().to("cpu", torch.float64).numpy().reshape(B, -1))
+        if kind == "posterior":
+            dist = self.model.posterior(i, values[i])
+        elif kind == "likelihood":
+            dist = self.model.likelihood(i, values[i + 1])
+        else:
+            dist = self.model.prior(B)
         timer.network += time.perf_counter() - t
-        return out
-
-    def _given(self, layer: int, values: dict[int, np.ndarray]) -> torch.Tensor:
-        """The network input for a layer: the pixels, or the bin centres of a latent."""
-        sym = values[layer]
-        B = sym.shape[0]
-        if layer == 0:
-            return torch.from_numpy(sym.reshape((B,) + self.x_shape)).to(self.device)
-        centres = self.bins.layer_centres(layer)
-        K = centres.shape[1]
-        flat = centres.reshape(-1)[np.arange(self.z_dims) * K + sym]
-        return torch.from_numpy(flat.astype(np.float32).reshape((B,) + self.z_shape)).to(self.device)
+        if dist.shape[0] != B:
+            raise ValueError(f"the model's {kind} {i} is for {dist.shape[0]} images, not {B}")
+        return dist
 
     # ------------------------------------------------- chunked tensor codecs
     def _chunks(self, width: int) -> list[slice]:
@@ -163,38 +143,29 @@ class Coder:
             self._layouts[key] = (perm, parts)
         return self._layouts[key]
 
-    def _codec(self, layer: int, mu: np.ndarray, scale: np.ndarray, perm: np.ndarray, D: int, W: int):
-        """The codec for a whole tensor, its lanes in the order ``perm``."""
-        mu, scale = mu.reshape(-1)[perm], scale.reshape(-1)[perm]
-        if layer == 0:
-            return DiscretizedLogistic(mu, scale, self.precision)
-        return LogisticBins(mu, scale, self._edges[layer], self.precision, rows=(perm % W) % D)
-
-    def _push(self, msg: Message, layer: int, mu, scale, symbols: np.ndarray) -> np.ndarray:
-        """Push a (B, D) tensor; return bits per image."""
-        B, D = symbols.shape
+    def _codec(self, msg: Message, dist):
+        """The codec for a whole (B, D) tensor, its lanes in chunk-major order, and the parts."""
+        B, D = dist.shape
         G = msg.streams
-        W = B * D // G
-        perm, parts = self._layout(G, W)
-        codec = self._codec(layer, mu, scale, perm, D, W)
-        start, freq = codec.intervals(symbols.reshape(-1)[perm])
-        for part in parts:
-            msg.push(start[part], freq[part], self.precision)
-        bits = np.empty(G * W)
-        bits[perm] = codec._bits(freq)
+        perm, parts = self._layout(G, B * D // G)
+        return dist.codec(perm, self.precision), perm, parts
+
+    def _push(self, msg: Message, dist, symbols: np.ndarray) -> np.ndarray:
+        """Push a (B, D) tensor under ``dist``; return bits per image."""
+        B, D = dist.shape
+        if symbols.shape != (B, D):
+            raise ValueError(f"the model's distribution is over {(B, D)} symbols, got {symbols.shape}")
+        codec, perm, parts = self._codec(msg, dist)
+        bits_p = codec.push_chunks(msg, symbols.reshape(-1)[perm], parts)
+        bits = np.empty(B * D)
+        bits[perm] = bits_p
         return bits.reshape(B, D).sum(axis=1)
 
-    def _pop(self, msg: Message, layer: int, mu, scale) -> tuple[np.ndarray, np.ndarray]:
-        """Pop a (B, D) tensor (B, D from the parameters); return symbols and bits per image."""
-        B, D = mu.shape
-        G = msg.streams
-        W = B * D // G
-        perm, parts = self._layout(G, W)
-        codec = self._codec(layer, mu, scale, perm, D, W)
-        sym_p = np.empty(G * W, dtype=np.int64)
-        bits_p = np.empty(G * W)
-        for part in reversed(parts):
-            sym_p[part], bits_p[part] = codec.pop_part(msg, part)
+    def _pop(self, msg: Message, dist) -> tuple[np.ndarray, np.ndarray]:
+        """Pop a (B, D) tensor under ``dist``; return symbols and bits per image."""
+        B, D = dist.shape
+        codec, perm, parts = self._codec(msg, dist)
+        sym_p, bits_p = codec.pop_chunks(msg, parts)
         sym, bits = np.empty_like(sym_p), np.empty_like(bits_p)
         sym[perm], bits[perm] = sym_p, bits_p
         return sym.reshape(B, D), bits.reshape(B, D).sum(axis=1)
@@ -207,7 +178,7 @@ class Coder:
 
     # --------------------------------------------------------------- coding
     def encode(self, msg: Message, x: np.ndarray) -> BatchStats:
-        """Encode a batch of images ``x`` (B, C, H, W) uint8 onto ``msg``."""
+        """Encode a batch of images ``x`` (B, *x_shape) uint8 onto ``msg``."""
         t0 = time.perf_counter()
         x = np.asarray(x)
         if x.dtype != np.uint8 or x.shape[1:] != self.x_shape:
@@ -218,17 +189,13 @@ class Coder:
         timer = _Timer()
         values = {0: x.reshape(B, -1).astype(np.int64)}
         layer_bits = np.zeros((B, self.nz + 1))
-        prior = (np.zeros((B, self.z_dims)), np.ones((B, self.z_dims)))
         for kind, i in self.schedule():
+            dist = self._distribution(kind, i, values, B, timer)
             if kind == "posterior":
-                mu, scale = self._network(self.model.infer, i, self._given(i, values), timer)
-                values[i + 1], bits = self._pop(msg, i + 1, mu, scale)
+                values[i + 1], bits = self._pop(msg, dist)
                 layer_bits[:, i + 1] -= bits
-            elif kind == "likelihood":
-                mu, scale = self._network(self.model.generate, i, self._given(i + 1, values), timer)
-                layer_bits[:, i] += self._push(msg, i, mu, scale, values[i])
             else:
-                layer_bits[:, i] += self._push(msg, i, *prior, values[i])
+                layer_bits[:, i] += self._push(msg, dist, values[i])
         return BatchStats(layer_bits, timer.network, time.perf_counter() - t0)
 
     def decode(self, msg: Message, batch: int) -> tuple[np.ndarray, BatchStats]:
@@ -238,17 +205,12 @@ class Coder:
         timer = _Timer()
         values: dict[int, np.ndarray] = {}
         layer_bits = np.zeros((batch, self.nz + 1))
-        prior = (np.zeros((batch, self.z_dims)), np.ones((batch, self.z_dims)))
         for kind, i in reversed(self.schedule()):
+            dist = self._distribution(kind, i, values, batch, timer)
             if kind == "posterior":
-                mu, scale = self._network(self.model.infer, i, self._given(i, values), timer)
-                layer_bits[:, i + 1] -= self._push(msg, i + 1, mu, scale, values[i + 1])
-            elif kind == "likelihood":
-                mu, scale = self._network(self.model.generate, i, self._given(i + 1, values), timer)
-                values[i], bits = self._pop(msg, i, mu, scale)
-                layer_bits[:, i] += bits
+                layer_bits[:, i + 1] -= self._push(msg, dist, values[i + 1])
             else:
-                values[i], bits = self._pop(msg, i, *prior)
+                values[i], bits = self._pop(msg, dist)
                 layer_bits[:, i] += bits
         x = values[0].astype(np.uint8).reshape((batch,) + self.x_shape)
         return x, BatchStats(layer_bits, timer.network, time.perf_counter() - t0)

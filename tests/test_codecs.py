@@ -123,8 +123,8 @@ def test_quantized_cdf_is_strictly_monotone(n, precision, extreme, seed):
 @given(kind=st.sampled_from(["pixels", "latents", "categorical"]), parts=st.integers(1, 7),
        streams=st.sampled_from([1, 2, 5]), seed=seeds)
 def test_one_codec_coded_in_parts(kind, parts, streams, seed):
-    """intervals + pushes of slices, then pop_part of the slices in reverse: the coder's
-    way of coding a tensor a few lanes per stream at a time with one codec."""
+    """push_chunks of slices, then pop_chunks of the same slices (popped in reverse): the
+    coder's way of coding a tensor a few lanes per stream at a time with one codec."""
     rng = np.random.default_rng(seed)
     per = rng.integers(1, 9, size=parts) * streams           # lanes of each part
     n = int(per.sum())
@@ -132,20 +132,17 @@ def test_one_codec_coded_in_parts(kind, parts, streams, seed):
     msg = Message(int(per.max()), seed=seed, streams=streams)
     snapshot = msg.copy()
     x = rng.integers(0, K, size=n)
-    start, freq = codec.intervals(x)
     bounds = np.concatenate([[0], np.cumsum(per)])
     slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    for sl in slices:
-        msg.push(start[sl], freq[sl], codec.precision)
-    y = np.empty(n, dtype=np.int64)
-    bits = np.empty(n)
-    for sl in reversed(slices):
-        y[sl], bits[sl] = codec.pop_part(msg, sl)
+    pushed = codec.push_chunks(msg, x, slices)
+    one = msg.copy()                         # the same symbols pushed in one piece cost the same
+    assert np.array_equal(pushed, codec.push(Message(n, seed=seed, streams=streams), x))
+    y, bits = codec.pop_chunks(msg, slices)
     assert np.array_equal(x, y)
-    assert np.array_equal(bits, codec._bits(freq))
+    assert np.array_equal(bits, pushed)
     assert msg == snapshot
     with pytest.raises(ValueError, match="lanes"):
-        codec.pop_part(msg, slice(0, n + 1))
+        codec.pop_chunks(one, [slice(0, n + 1)])
 
 
 @settings(max_examples=60, deadline=None)
@@ -280,3 +277,106 @@ def test_symbol_outside_alphabet_raises(make, bad):
 def test_bad_parameters_raise(build):
     with pytest.raises(ValueError):
         build()
+
+
+# ------------------------------------------------- the BB-ANS models' families
+
+def make_bbans_codec(kind, rng, n, precision, extreme):
+    """A Gaussian over bins equiprobable under N(0, 1), a Bernoulli or a beta-binomial codec,
+    with its alphabet size and its float pmf (n, K) for the rate check."""
+    from scipy.special import betaln, gammaln, ndtr, ndtri
+
+    from bitswap.codecs import BetaBinomial, Bernoulli, GaussianBins
+    if kind == "gaussian":
+        K = int(rng.choice([2, 3, 16, 256]))
+        K = min(K, 1 << precision)
+        edges = ndtri(np.arange(K + 1) / K)
+        mu = rng.normal(size=n) * (5 if extreme else 1)
+        scale = np.exp(rng.uniform(-9 if extreme else -3, 1, size=n))
+        F = ndtr((edges[None, :] - mu[:, None]) / scale[:, None])
+        return GaussianBins(mu, scale, edges, precision), K, np.diff(F, axis=1)
+    if kind == "bernoulli":
+        p = rng.uniform(size=n)
+        if extreme:
+            p[rng.random(n) < 0.3] = rng.choice([0.0, 1.0, 1e-12, 1 - 1e-12])
+        return Bernoulli(p, precision), 2, np.stack([1 - p, p], axis=1)
+    N = int(rng.choice([1, 2, 16, 255]))
+    lo = -6 if extreme else -1
+    a, b = np.exp(rng.uniform(lo, 4, size=n)), np.exp(rng.uniform(lo, 4, size=n))
+    k = np.arange(N + 1)[None, :]
+    logp = (gammaln(N + 1.0) - gammaln(k + 1.0) - gammaln(N - k + 1.0)
+            + betaln(k + a[:, None], N - k + b[:, None]) - betaln(a, b)[:, None])
+    return BetaBinomial(N, a, b, precision), N + 1, np.exp(logp)
+
+
+bbans_kinds = st.sampled_from(["gaussian", "bernoulli", "betabinomial"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=bbans_kinds, n=st.integers(1, 3000), precision=st.integers(8, 24), extreme=st.booleans(),
+       seed=seeds)
+def test_bbans_families_push_then_pop_is_identity(kind, n, precision, extreme, seed):
+    rng = np.random.default_rng(seed)
+    codec, K, pmf = make_bbans_codec(kind, rng, n, precision, extreme)
+    msg = Message(n, seed=seed)
+    prior, _ = Uniform(n, 16).pop(msg)
+    snapshot = msg.copy()
+    x = rng.integers(0, K, size=n)
+    bits_in = codec.push(msg, x)
+    y, bits_out = codec.pop(msg)
+    assert np.array_equal(x, y)
+    assert np.array_equal(bits_in, bits_out)
+    assert msg == snapshot
+    Uniform(n, 16).push(msg, prior)
+    msg.check_initial()
+    # exact: every symbol keeps a frequency >= 1, so bits <= precision; and the quantized
+    # probability is the float one up to the quantization (precision 24: symbols with p > 1e-3)
+    assert np.all(bits_in <= precision + 1e-9)
+    if precision == 24:
+        p = pmf[np.arange(n), x]
+        ok = p > 1e-3
+        assert np.allclose(bits_in[ok], -np.log2(p[ok]), atol=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=bbans_kinds, parts=st.integers(1, 7), streams=st.sampled_from([1, 2, 5]), seed=seeds)
+def test_bbans_families_coded_in_parts(kind, parts, streams, seed):
+    rng = np.random.default_rng(seed)
+    per = rng.integers(1, 9, size=parts) * streams
+    n = int(per.sum())
+    codec, K, _ = make_bbans_codec(kind, rng, n, 14, False)
+    msg = Message(int(per.max()), seed=seed, streams=streams)
+    snapshot = msg.copy()
+    x = rng.integers(0, K, size=n)
+    bounds = np.concatenate([[0], np.cumsum(per)])
+    slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    pushed = codec.push_chunks(msg, x, slices)
+    y, bits = codec.pop_chunks(msg, slices)
+    assert np.array_equal(x, y) and np.array_equal(bits, pushed)
+    assert msg == snapshot
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "bernoulli", "betabinomial"])
+def test_bbans_families_pop_finds_every_cf(kind):
+    """Every cf of the quantized range pops the symbol whose interval holds it."""
+    rng = np.random.default_rng(3)
+    codec, K, _ = make_bbans_codec(kind, rng, 64, 10, True)
+    starts, freqs = zip(*[codec.intervals(np.full(64, k)) for k in range(K)])
+    starts, freqs = np.stack(starts), np.stack(freqs)
+    assert np.all(freqs >= 1) and np.all(freqs.sum(axis=0) == 1 << 10)
+    for cf in range(0, 1 << 10, 37):
+        j, lo, f = codec.locate(np.full(64, cf, dtype=np.uint64), slice(0, 64))
+        assert np.all((lo <= cf) & (cf < lo + f))
+        assert np.array_equal(lo, starts[j.astype(np.int64), np.arange(64)])
+
+
+def test_bbans_families_reject_bad_parameters():
+    from bitswap.codecs import BetaBinomial, Bernoulli
+    with pytest.raises(ValueError):
+        Bernoulli([0.5, 1.5], 12)
+    with pytest.raises(ValueError):
+        BetaBinomial(255, [1.0, -1.0], [1.0, 1.0], 14)
+    with pytest.raises(ValueError):
+        BetaBinomial(255, [1.0, np.nan], [1.0, 1.0], 14)
+    with pytest.raises(ValueError):
+        BetaBinomial(255, [1.0], [1.0], 14).push(Message(1, seed=0), [256])

@@ -1,0 +1,92 @@
+"""The model protocol of the coder, and the ResNet VAE's implementation of it.
+
+:class:`bitswap.coders.Coder` codes with any latent-variable model that offers
+
+- ``nz``: the number of latent layers (layer 0 is the data, layers 1..nz the latents);
+- ``x_shape``: the shape of one image (the coder takes uint8 batches ``(B, *x_shape)``);
+- ``posterior(i, given) -> Distribution``: q(z_{i+1} | z_i) for ``0 <= i < nz``;
+- ``likelihood(i, given) -> Distribution``: p(z_i | z_{i+1}) (i = 0: the pixels);
+- ``prior(batch) -> Distribution``: p(z_nz) for ``batch`` images.
+
+``given`` is always the *symbols* of the conditioning layer, int64 ``(B, D)``: the pixel values
+for layer 0, bin indices for a latent. How a latent's symbols become the network's input (the
+bin centres) is the model's business, so models with other latent discretizations (the BB-ANS
+models' bins equiprobable under a Gaussian prior, :mod:`bitswap.bbans`) need no coder change.
+Each :class:`~bitswap.distributions.Distribution` names the family and carries the
+parameters; the coder only asks it for a codec.
+
+:class:`LogisticHierarchy` is this protocol for :class:`bitswap.vae.ResNetVAE` with its
+:class:`~bitswap.discretization.LatentBins`: logistic latents over the bins, the discretized
+logistic pixel likelihood, the Logistic(0, 1) prior over the top layer's bins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .codecs import BinEdges
+from .distributions import DiscretizedLogistic, LogisticOverBins
+
+__all__ = ["network_outputs", "LogisticHierarchy"]
+
+
+def network_outputs(fn, i: int, given: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """``fn(i, given)`` without gradients, every output as a float64 numpy ``(B, D)`` array.
+
+    Decoding must see bit-identical parameters however the images were grouped into
+    batches (an experiment's stream is decodable on its own). torch's CPU kernels take
+    another path for a batch of one image and round differently (measured: differences of
+    5e-7), so a single image is evaluated as a batch of two.
+    """
+    B = given.shape[0]
+    if B == 1:
+        given = given.expand((2,) + tuple(given.shape[1:]))
+    with torch.no_grad():
+        outs = fn(i, given)
+    return tuple(o[:B].detach().to("cpu", torch.float64).numpy().reshape(B, -1) for o in outs)
+
+
+class LogisticHierarchy:
+    """The coder's model protocol for a :class:`~bitswap.vae.ResNetVAE` (or any model with its
+    ``infer``/``generate`` returning logistic ``(mu, scale)``) and its latent bins."""
+
+    def __init__(self, model, bins, device: str | torch.device | None = None):
+        if bins.nz != model.nz:
+            raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={model.nz}")
+        self.model = model.eval()
+        self.bins = bins
+        self.nz = model.nz
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.x_shape = tuple(model.x_shape)
+        self.z_shape = tuple(model.z_shape)
+        self.z_dims = int(np.prod(self.z_shape))
+        for layer in range(1, self.nz + 1):
+            if bins.layer_edges(layer).shape[0] != self.z_dims:
+                raise ValueError("the bins do not match the model's latent shape")
+        # every tensor of a layer is coded over the same edges: check and lay them out once
+        self._edges = {layer: BinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
+
+    def network_input(self, layer: int, symbols: np.ndarray) -> torch.Tensor:
+        """The network input for a layer's symbols: the pixels, or the latent's bin centres."""
+        B = symbols.shape[0]
+        if layer == 0:
+            return torch.from_numpy(symbols.reshape((B,) + self.x_shape)).to(self.device)
+        centres = self.bins.layer_centres(layer)
+        K = centres.shape[1]
+        flat = centres.reshape(-1)[np.arange(self.z_dims) * K + symbols]
+        return torch.from_numpy(flat.astype(np.float32).reshape((B,) + self.z_shape)).to(self.device)
+
+    def posterior(self, i: int, given: np.ndarray) -> LogisticOverBins:
+        mu, scale = network_outputs(self.model.infer, i, self.network_input(i, given))
+        return LogisticOverBins(mu, scale, self._edges[i + 1])
+
+    def likelihood(self, i: int, given: np.ndarray):
+        mu, scale = network_outputs(self.model.generate, i, self.network_input(i + 1, given))
+        if i == 0:
+            return DiscretizedLogistic(mu, scale)
+        return LogisticOverBins(mu, scale, self._edges[i])
+
+    def prior(self, batch: int) -> LogisticOverBins:
+        return LogisticOverBins(np.zeros((batch, self.z_dims)), np.ones((batch, self.z_dims)),
+                                self._edges[self.nz])
