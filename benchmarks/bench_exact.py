@@ -37,6 +37,10 @@ from bitswap.exact import ONE, ExactVAE, FloatView, QuantSpec, calibration_image
 from bitswap.vae import LOG2E, discretized_logistic_logp, logistic_eps, logistic_logp  # noqa: E402
 
 
+# (act_bits, latent_bits, weight_bits) of --sweep
+SWEEP = [(8, 12, 8), (9, 12, 8), (9, 12, 10), (10, 12, 8), (10, 12, 10), (10, 14, 12), (8, 14, 16)]
+
+
 class _Float64:
     """The float32 model with float64 outputs (latents fed as float32, as the coder does)."""
 
@@ -134,8 +138,7 @@ def main() -> None:
               "threads": torch.get_num_threads()}
     report["float_elbo"] = elbo_of(fview, images)
     print(f"float32 network: -ELBO {report['float_elbo']:.5f} bits/dim", flush=True)
-    specs = ([QuantSpec(a, l, w) for a, l, w in [(8, 12, 8), (8, 12, 12), (8, 14, 16), (10, 14, 12),
-                                                 (10, 14, 16), (12, 16, 16)]]
+    specs = ([QuantSpec(a, l, w) for a, l, w in SWEEP]
              if args.sweep else [QuantSpec()])
     for spec in specs:
         exact = (ExactVAE.load(args.exact_file) if args.exact_file else ExactVAE.from_model(model, cal, spec))

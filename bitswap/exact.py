@@ -296,7 +296,8 @@ class ExactVAE:
             w = m.weight().detach().double()                       # g v / ||v||, folded
             cout = w.shape[0]
             qw = (1 << (spec.weight_bits - 1)) - 1
-            sw = w.abs().flatten(1).max(1).values.clamp_min(1e-30) / qw
+            wmax = w.abs().flatten(1).max(1).values
+            sw = torch.where(wmax > 0, wmax, torch.ones_like(wmax)) / qw     # all-zero rows: any scale
             wi = torch.round(w / sw.view(-1, 1, 1, 1)).to(torch.int64)
             if pixel:      # input a = 2v - 255 = 255 x: scale 1/255, no rounding
                 in_shift, a_max, s_in = 0, 255, 1.0 / 255.0
@@ -308,9 +309,10 @@ class ExactVAE:
             L, P = _split(wi.reshape(cout, -1).numpy(), a_max)
             r = (s_in * sw * ONE)                                  # real value of one acc unit
             acc_bound = float(wi.abs().flatten(1).sum(1).max()) * a_max
-            shift = int(math.floor(62 - math.log2(acc_bound + 1) - math.log2(float(r.max())))) - 1
+            # |acc * mult| < 2**62; mult as wide as that allows (relative precision ~2**-20 or better)
+            shift = min(62, int(math.floor(62 - math.log2(acc_bound + 1) - math.log2(float(r.max())))) - 1)
             mult = torch.round(r * 2.0 ** shift).to(torch.int64)
-            if shift < 1 or int(mult.max()) < (1 << 16):
+            if shift < 1:
                 raise ValueError("cannot represent the rescaling of a convolution")
             bias = torch.round(m.bias.detach().double() * ONE).to(torch.int64)
             dtype = torch.int16 if spec.weight_bits <= 16 else torch.int32
@@ -508,6 +510,46 @@ def build(name: str, data_root, out: str | os.PathLike | None = None, spec: Quan
     return exact, path, sha
 
 
+def output_digests(model, images: np.ndarray, batch: int) -> list[str]:
+    """Per image, the SHA-256 of every network output on the coding path: ``infer(i)`` from the
+    pixels up (each layer fed the previous posterior mean) and ``generate(i)`` of that mean, for
+    ``images`` processed ``batch`` at a time. Works for an :class:`ExactVAE` (int64 outputs) and
+    for the float model (its float32 bytes), so the two can be compared across environments."""
+    out = []
+    for a in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[a:a + batch]))
+        hs = [hashlib.sha256() for _ in range(x.shape[0])]
+        z = x
+        with torch.no_grad():
+            for i in range(model.nz):
+                mu, s = model.infer(i, z)
+                pm, ps = model.generate(i, mu)
+                for j, h in enumerate(hs):
+                    for t in (mu, s, pm, ps):
+                        h.update(t[j].detach().cpu().contiguous().numpy().tobytes())
+                z = mu
+        out += [h.hexdigest() for h in hs]
+    return out
+
+
+def hash_images(n: int, shape, seed: int = 0) -> np.ndarray:
+    """``n`` seeded uint8 test images: noise, and every other one smoothed along its rows."""
+    images = np.random.default_rng(seed).integers(0, 256, (n,) + tuple(shape), dtype=np.uint8)
+    smooth = images.astype(np.int64).cumsum(axis=-1) // np.arange(1, shape[-1] + 1)
+    images[::2] = smooth[::2].astype(np.uint8)
+    return images
+
+
+def _hash_cmd(args) -> int:
+    if args.no_mkldnn:
+        torch.backends.mkldnn.enabled = False
+    from .vae import load_model
+    model = load_model(args.float) if args.float else ExactVAE.load(args.exact)
+    for d in output_digests(model, hash_images(args.images, model.x_shape, args.seed), args.batch):
+        print(d)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bitswap.exact", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -519,7 +561,22 @@ def main(argv=None) -> int:
     b.add_argument("--act-bits", type=int, default=QuantSpec.act_bits)
     b.add_argument("--latent-bits", type=int, default=QuantSpec.latent_bits)
     b.add_argument("--weight-bits", type=int, default=QuantSpec.weight_bits)
+    h = sub.add_parser("hash", help="per image, the SHA-256 of every network output on seeded images "
+                                     "(compare machines: an exact network prints the same lines everywhere)")
+    g = h.add_mutually_exclusive_group(required=True)
+    g.add_argument("--exact", help="a stored exact network (.exact.pt)")
+    g.add_argument("--float", help="a float weights file (.pt), for comparison")
+    h.add_argument("--images", type=int, default=16)
+    h.add_argument("--batch", type=int, default=16)
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
     args = ap.parse_args(argv)
+    if args.cmd == "hash":
+        try:
+            return _hash_cmd(args)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         spec = QuantSpec(args.act_bits, args.latent_bits, args.weight_bits)
         exact, path, sha = build(args.model, args.data, args.out, spec, args.images)
