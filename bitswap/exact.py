@@ -101,18 +101,31 @@ def _round_shift(v: torch.Tensor, s: int) -> torch.Tensor:
     return v * (1 << -s) if s < 0 else v
 
 
+METHODS = ("conv2d", "unfold", "float64")
+
+
 @contextlib.contextmanager
-def _full_precision():
-    """float32 matmuls without TF32 / bf16 shortcuts (CUDA and oneDNN honour this setting)."""
+def _exact_backends():
+    """Convolution and matmul back ends that only multiply operands and add products.
+
+    cuDNN (may pick Winograd / FFT, or TF32) and NNPACK (Winograd / FFT; torch uses it on CPU
+    for batches of 16 or more when oneDNN is off) are switched off, so ``conv2d`` runs oneDNN's
+    direct convolution or im2col + GEMM (on CUDA too); TF32 / bf16 matmuls are refused."""
     old = torch.get_float32_matmul_precision()
-    cuda_old = torch.backends.cuda.matmul.allow_tf32
+    cuda_tf32 = torch.backends.cuda.matmul.allow_tf32
+    onednn_tf32 = getattr(torch.backends.mkldnn, "allow_tf32", None)
     torch.set_float32_matmul_precision("highest")
     torch.backends.cuda.matmul.allow_tf32 = False
+    if onednn_tf32 is not None:
+        torch.backends.mkldnn.allow_tf32 = False
     try:
-        yield
+        with torch.backends.nnpack.flags(enabled=False), torch.backends.cudnn.flags(enabled=False):
+            yield
     finally:
         torch.set_float32_matmul_precision(old)
-        torch.backends.cuda.matmul.allow_tf32 = cuda_old
+        torch.backends.cuda.matmul.allow_tf32 = cuda_tf32
+        if onednn_tf32 is not None:
+            torch.backends.mkldnn.allow_tf32 = onednn_tf32
 
 
 def _digits(w: np.ndarray, L: int, P: int) -> np.ndarray:
@@ -151,15 +164,20 @@ class _Conv:
         w = p["weight"].to(torch.int64).numpy()
         self.cout = w.shape[0]
         d = _digits(w.reshape(self.cout, -1), self.L, self.P) if self.P > 1 else w.reshape(1, self.cout, -1)
-        if np.abs(d).sum(axis=2).max() * self.amax >= FLOAT_EXACT:
+        if np.abs(d).sum(axis=2).max() * self.amax >= FLOAT_EXACT or \
+                np.abs(w.reshape(self.cout, -1)).sum(1).max() * self.amax >= 1 << 53:
             raise ValueError("stored weights break the exactness bound")
-        self.w = torch.from_numpy(d.reshape(self.P * self.cout, -1).astype(np.float32))
+        self.cin = w.shape[1]
+        self.w = torch.from_numpy(d.reshape(self.P * self.cout, self.cin, self.k, self.k).astype(np.float32))
+        self.w64 = torch.from_numpy(w.astype(np.float64))       # one pass: |acc| < 2**53 always here
+        self.method = "conv2d"
         self.mult = p["mult"].to(torch.int64).view(1, -1, 1)
         self.bias = p["bias"].to(torch.int64).view(1, -1, 1)
         self.pixel = bool(p["pixel_input"])
 
     def to(self, device):
-        self.w, self.mult, self.bias = self.w.to(device), self.mult.to(device), self.bias.to(device)
+        self.w, self.w64 = self.w.to(device), self.w64.to(device)
+        self.mult, self.bias = self.mult.to(device), self.bias.to(device)
         return self
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
@@ -167,9 +185,15 @@ class _Conv:
         -> int64 (B, cout, H, W) on the 2**-16 grid."""
         B, _, H, W = v.shape
         a = v if self.pixel else _round_shift(v, self.in_shift).clamp_(-self.amax, self.amax)
-        cols = F.unfold(a.to(torch.float32), self.k, padding=(self.k - 1) // 2)   # (B, cin k k, HW)
-        acc = torch.matmul(self.w, cols).to(torch.int64)                          # exact integers
-        if self.P > 1:
+        pad = (self.k - 1) // 2
+        if self.method == "float64":
+            acc = F.conv2d(a.to(torch.float64), self.w64, padding=pad).to(torch.int64).view(B, self.cout, H * W)
+        elif self.method == "unfold":                                            # im2col + GEMM
+            cols = F.unfold(a.to(torch.float32), self.k, padding=pad)             # (B, cin k k, HW)
+            acc = torch.matmul(self.w.view(self.P * self.cout, -1), cols).to(torch.int64)
+        else:
+            acc = F.conv2d(a.to(torch.float32), self.w, padding=pad).to(torch.int64).view(B, -1, H * W)
+        if self.P > 1 and self.method != "float64":
             acc = acc.view(B, self.P, self.cout, H * W)
             total = acc[:, self.P - 1]
             for k in range(self.P - 2, -1, -1):
@@ -260,6 +284,16 @@ class ExactVAE:
         return self
 
     def eval(self) -> "ExactVAE":
+        return self
+
+    def set_method(self, method: str) -> "ExactVAE":
+        """How the exact convolutions run (the integers are the same whichever): ``conv2d``
+        (float32 ``conv2d`` of the weight digits on exact back ends, the default), ``unfold``
+        (float32 im2col + matmul), ``float64`` (one float64 ``conv2d``, sums below 2**53)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        for c in self._convs():
+            c.method = method
         return self
 
     # -- construction ----------------------------------------------------------------------
@@ -393,7 +427,7 @@ class ExactVAE:
 
     def _run(self, path: dict, h: torch.Tensor) -> torch.Tensor:
         elu = self._elu
-        with _full_precision():
+        with _exact_backends():
             x = elu(path["inp"](h))
             for stack in path["stacks"]:
                 if not stack:

@@ -118,6 +118,18 @@ def test_batch_grouping_gives_the_same_integers(tiny):
     assert ex.output_digests(exact, x, 4) == whole
 
 
+def test_every_method_gives_the_same_integers(tiny):
+    _, exact = tiny
+    x = _images(4, seed=7)
+    try:
+        digests = {m: ex.output_digests(exact.set_method(m), x, 4) for m in ex.METHODS}
+    finally:
+        exact.set_method("conv2d")
+    assert len({tuple(d) for d in digests.values()}) == 1
+    with pytest.raises(ValueError):
+        exact.set_method("winograd")
+
+
 def test_inputs_are_checked(tiny):
     _, exact = tiny
     with pytest.raises(TypeError):
