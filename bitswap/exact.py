@@ -58,8 +58,8 @@ import torch.nn.functional as F
 
 from .vae import ResNetVAE, VAEConfig, _Path
 
-__all__ = ["PARAM_FRAC", "ExactVAE", "QuantSpec", "FloatView", "build", "FORMAT", "VERSION",
-           "MU_LIMIT", "SCALE_LIMIT"]
+__all__ = ["PARAM_FRAC", "ExactVAE", "QuantSpec", "FloatView", "build", "load_shipped", "FORMAT",
+           "VERSION", "MU_LIMIT", "SCALE_LIMIT", "METHODS", "output_digests"]
 
 PARAM_FRAC = 16                  # fractional bits of every fixed-point tensor and output
 ONE = 1 << PARAM_FRAC
@@ -83,7 +83,7 @@ class QuantSpec:
 
     act_bits: int = 10
     latent_bits: int = 14
-    weight_bits: int = 16
+    weight_bits: int = 12
 
     def __post_init__(self):
         for name in ("act_bits", "latent_bits", "weight_bits"):
@@ -480,9 +480,10 @@ class ExactVAE:
     def describe(self) -> dict:
         """Bit widths and digit passes per convolution (for reports)."""
         convs = list(self._convs())
+        macs = [c.cout * c.cin * c.k * c.k for c in convs]          # per output position
         return {"spec": asdict(self.spec), "convs": len(convs),
                 "digit_passes": {str(P): sum(c.P == P for c in convs) for P in sorted({c.P for c in convs})},
-                "macs_per_image_ratio": None}
+                "float32_work": round(sum(c.P * m for c, m in zip(convs, macs)) / sum(macs), 3)}
 
 
 class FloatView:
@@ -534,14 +535,41 @@ def calibration_images(dataset: str, root, n: int = 512, seed: int = 0) -> np.nd
 def build(name: str, data_root, out: str | os.PathLike | None = None, spec: QuantSpec | None = None,
           n: int = 512) -> tuple[ExactVAE, Path, str]:
     """Build the exact network of a shipped model from its weights and ``n`` calibration
-    training images; write it beside the weights (``{name}.exact.pt``). Returns (model, path,
-    sha256)."""
+    training images. Without ``out`` it is written beside the weights (``{name}.exact.pt``) and
+    recorded in the manifest entry of the model (keys ``exact_file``, ``exact_sha256``,
+    ``exact_spec``; nothing else changes). Returns (model, path, sha256)."""
+    import json
     from . import zoo
     model = zoo.load(name)
     exact = ExactVAE.from_model(model, calibration_images(model.config.dataset, data_root, n), spec)
     path = Path(out) if out else zoo.ASSETS / f"{name.replace('-', '_')}.exact.pt"
     sha = exact.save(path)
+    if out is None:
+        entries = zoo.manifest()
+        entries[name].update(exact_file=path.name, exact_sha256=sha, exact_spec=asdict(exact.spec),
+                             exact_calibration=f"{n} {model.config.dataset} training images")
+        tmp = zoo.MANIFEST.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, zoo.MANIFEST)
     return exact, path, sha
+
+
+def load_shipped(name: str, device: str | torch.device = "cpu") -> ExactVAE:
+    """The exact network shipped with model ``name`` (hash-checked against the manifest)."""
+    from . import zoo
+    entry = zoo.manifest().get(name)
+    if not entry or "exact_file" not in entry:
+        raise zoo.ModelError(f"model {name!r} has no shipped exact network "
+                             f"(build one: python -m bitswap.exact build --model {name})")
+    path = zoo.ASSETS / entry["exact_file"]
+    if not path.is_file():
+        raise zoo.ModelError(f"the exact network of {name} is missing: {path}")
+    try:
+        exact = ExactVAE.load(path, device, sha256=entry["exact_sha256"])
+    except ValueError as e:
+        raise zoo.ModelError(f"exact network of {name}: {e}") from e
+    exact.name = name
+    return exact
 
 
 def output_digests(model, images: np.ndarray, batch: int) -> list[str]:
