@@ -15,10 +15,13 @@ operations (post-training quantization of a trained :class:`~bitswap.vae.ResNetV
   a matmul. Float32 is exact on integers while every partial sum stays below 2**24 in magnitude;
   so the weights are split into balanced base-2**L digits (``w = sum_k d_k 2**(kL)``), as many as
   needed for ``max|a| * sum |d_k| < 2**24`` in every output channel (checked at construction),
-  stacked as extra output rows of one matmul and recombined in int64. Then any summation order,
-  blocking, FMA or SIMD width gives the same integers. Convolution algorithms that transform
-  their operands (Winograd, FFT: cuDNN, NNPACK) are avoided by not calling ``conv2d`` at all, and
-  TF32 / bf16 matmuls by forcing ``float32_matmul_precision('highest')`` around every call.
+  stacked as extra output channels of one convolution and recombined in int64. Then any
+  summation order, blocking, FMA or SIMD width gives the same integers. Convolution algorithms
+  that transform their operands (Winograd, FFT: cuDNN, NNPACK) are switched off around every call,
+  so ``conv2d`` runs oneDNN's direct convolution or im2col + GEMM (CPU and CUDA), and TF32 / bf16
+  are refused (:func:`_exact_backends`). Two other ways to the same integers are kept for
+  comparison (:meth:`ExactVAE.set_method`): explicit im2col (``F.unfold``) + matmul, and one
+  float64 ``conv2d`` of the undivided weights (sums below 2**53).
 - **Rescaling** to the 2**-16 grid by an integer multiplier and an arithmetic right shift with
   round-half-up (``(acc * M + 2**(S-1)) >> S``), then the integer bias.
 - **Nonlinearities** by integer lookup tables built once in float64 at construction and stored
@@ -33,7 +36,9 @@ output integers are the same on every CPU, thread count, batch grouping and on C
 Public interface
 ----------------
 ``ExactVAE.from_model(model, calibration_images)`` builds the integer network;
-``ExactVAE.load(path)`` / ``save(path)`` store it (``torch.load(weights_only=True)``).
+``ExactVAE.load(path)`` / ``save(path)`` store it (``torch.load(weights_only=True)``);
+``load_shipped("mnist-nz8")`` loads the one shipped with a model, hash-checked (manifest keys
+``exact_file`` and ``exact_sha256``).
 ``infer(i, given)`` and ``generate(i, given)`` return ``(mu, scale)``, torch int64 tensors of
 shape ``(B, *shape)`` on the model's device, in units of 2**-16, ``1 <= scale <= 2**24``,
 ``|mu| <= 2**24``. ``given`` is the pixels (uint8 / int 0..255) for ``infer(0)``, else a latent as
