@@ -90,3 +90,58 @@ class LogisticHierarchy:
     def prior(self, batch: int) -> LogisticOverBins:
         return LogisticOverBins(np.zeros((batch, self.z_dims)), np.ones((batch, self.z_dims)),
                                 self._edges[self.nz])
+
+
+class ExactHierarchy:
+    """The coder's model protocol on the exact path (portable files, issue 12): the integer
+    network :class:`bitswap.exact.ExactVAE` over the integer bins
+    :class:`bitswap.intbins.IntLatentBins`, coded with the integer-table families of
+    :mod:`bitswap.intdistributions`. Every number that decides a probability is an integer
+    computed the same way everywhere, so a stream decodes on any machine, and the
+    parameters do not depend on how images are grouped into batches (no batch-of-one
+    special case as in :func:`network_outputs`)."""
+
+    def __init__(self, exact, bins):
+        from .intcodecs import IntBinEdges
+        if bins.nz != exact.nz:
+            raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={exact.nz}")
+        self.model = exact
+        self.bins = bins
+        self.nz = exact.nz
+        self.x_shape = tuple(exact.x_shape)
+        self.z_shape = tuple(exact.z_shape)
+        self.z_dims = int(np.prod(self.z_shape))
+        for layer in range(1, self.nz + 1):
+            if bins.layer_edges(layer).shape[0] != self.z_dims:
+                raise ValueError("the bins do not match the model's latent shape")
+        self._edges = {layer: IntBinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
+
+    def network_input(self, layer: int, symbols: np.ndarray) -> torch.Tensor:
+        """The pixels (uint8), or the latent's integer bin centres (int64 on the 2**-16 grid)."""
+        B = symbols.shape[0]
+        if layer == 0:
+            return torch.from_numpy(symbols.reshape((B,) + self.x_shape).astype(np.uint8))
+        centres = self.bins.layer_centres(layer)
+        flat = centres[np.arange(self.z_dims)[None, :], symbols]
+        return torch.from_numpy(np.ascontiguousarray(flat, dtype=np.int64).reshape((B,) + self.z_shape))
+
+    def _outputs(self, fn, i: int, given: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        B = given.shape[0]
+        mu, scale = fn(i, given)
+        return (mu.to("cpu").numpy().reshape(B, -1), scale.to("cpu").numpy().reshape(B, -1))
+
+    def posterior(self, i: int, given: np.ndarray):
+        from .intdistributions import IntLogisticOverBins
+        mu, scale = self._outputs(self.model.infer, i, self.network_input(i, given))
+        return IntLogisticOverBins(mu, scale, self._edges[i + 1])
+
+    def likelihood(self, i: int, given: np.ndarray):
+        from .intdistributions import IntDiscretizedLogistic, IntLogisticOverBins
+        mu, scale = self._outputs(self.model.generate, i, self.network_input(i + 1, given))
+        if i == 0:
+            return IntDiscretizedLogistic(mu, scale)
+        return IntLogisticOverBins(mu, scale, self._edges[i])
+
+    def prior(self, batch: int):
+        from .intdistributions import int_prior
+        return int_prior(batch, self.z_dims, self._edges[self.nz])
