@@ -120,4 +120,7 @@ if __name__ == "__main__":
         print(json.dumps(add(sys.argv[2], sys.argv[3]), indent=2))
     else:
         print("shipped models:", ", ".join(available()) or "none")
+        for name, entry in sorted(manifest().items()):
+            print(f"  {name:20s} {entry.get('dataset', ''):8s} nz={entry.get('nz')}  "
+                  f"test -ELBO {entry.get('test_elbo', float('nan')):.4f} bits/dim")
         print("usage: python -m bitswap.zoo add NAME EXPORTED_WEIGHTS.pt")
