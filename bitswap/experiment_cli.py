@@ -40,6 +40,10 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
     ap.add_argument("--binarize", choices=("stochastic", "round"), default=None,
                     help="binarized MNIST for the bbans-binary models (default: the model's own "
                          "binarization; stochastic: pixel ~ Bernoulli(x/255), seeded by --seed)")
+    ap.add_argument("--posterior-precision", type=int, default=None,
+                    help="BB-ANS models: bits of the posterior's quantized probabilities (the paper's 14)")
+    ap.add_argument("--likelihood-precision", type=int, default=None,
+                    help="BB-ANS models: bits of the likelihood's (the paper's 14 beta-binomial, 12 Bernoulli)")
     ap.add_argument("--partition", action="store_true",
                     help="experiments take disjoint images (a random permutation of the test set): "
                          "--experiments 100 --ndatapoints 100 codes the whole MNIST test set once")
@@ -104,8 +108,12 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
     if model.config.likelihood != "bernoulli" and args.binarize:
         raise ValueError(f"{model.name} codes 8-bit images; binarization is for the binary models")
     images = bbans.binarize(bbans.crop28(images), how, np.random.default_rng(args.seed))
-    coding = bbans.BBANSCoding(model, latent_bits=args.quantbits)
-    stem = f"{dataset}_{model.name}" + (f"_{how}" if how != "none" else "")
+    coding = bbans.BBANSCoding(model, args.quantbits, args.posterior_precision, args.likelihood_precision)
+    paper = bbans.CODING[model.config.likelihood]
+    stem = f"{dataset}_{model.name}" + (f"_{how}" if how != "none" else "") + "".join(
+        f"_{tag}{value}" for tag, value, key in
+        (("k", coding.latent_bits, "latent_bits"), ("q", coding.posterior_precision, "posterior_precision"),
+         ("l", coding.likelihood_precision, "likelihood_precision")) if value != paper[key])
     info = dict(binarize=how, latent_bits=coding.latent_bits,
                 posterior_precision=coding.posterior_precision,
                 likelihood_precision=coding.likelihood_precision)
