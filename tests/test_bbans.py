@@ -179,3 +179,31 @@ def test_the_one_trainer_trains_them(family, tmp_path):
     assert model.config == bbans.FAMILIES[family]
     assert np.isfinite(model.test_elbo) and model.train_info["global_step"] == 3
     assert main(["bbans-nothing"]) == 2
+
+
+def test_mnist_compress_runs_them(tmp_path, capsys):
+    """mnist_compress.py --model FILE [--binarize] --partition: 28x28 images, decoded identical,
+    results named after the model and binarization; a mismatch of model and data is an error."""
+    from bitswap.experiment_cli import main
+    from bitswap.experiments import partition_indices, stream_indices
+    from bitswap.results import load_results
+    save_model(MODELS["bernoulli"], tmp_path / "tinybin.pt", test_elbo=0.2)
+    save_model(MODELS["beta-binomial"], tmp_path / "tinyraw.pt", test_elbo=1.5)
+    common = ["--experiments", "2", "--ndatapoints", "3", "--partition", "--data", "/nonexistent",
+              "--out", str(tmp_path / "res"), "--quiet"]
+    assert main("mnist", 8, ["--model", str(tmp_path / "tinybin.pt"), "--binarize", "round", *common]) == 0
+    out = capsys.readouterr().out
+    assert "identical to the originals" in out and "28x28 pixels" in out
+    meta, arr = load_results(tmp_path / "res" / "mnist_tinybin_round.npz")
+    assert meta["dims"] == 784 and meta["binarize"] == "round" and meta["posterior_precision"] == 14
+    assert len(set(arr["indices"].reshape(-1).tolist())) == 6              # disjoint images
+    assert main("mnist", 8, ["--model", str(tmp_path / "tinyraw.pt"), "--posterior-precision", "18", *common]) == 0
+    assert (tmp_path / "res" / "mnist_tinyraw_q18.npz").is_file()
+    assert main("mnist", 8, ["--model", str(tmp_path / "tinyraw.pt"), "--binarize", "round", *common]) == 2
+    assert "binarization is for the binary models" in capsys.readouterr().err
+    p = partition_indices(10, 2, 5, seed=1)
+    assert sorted(p.reshape(-1).tolist()) == list(range(10))
+    with pytest.raises(ValueError):
+        partition_indices(10, 3, 4)
+    s = stream_indices(10, 3, seed=1)
+    assert s.shape == (1, 30) and all(sorted(s[0, k:k + 10].tolist()) == list(range(10)) for k in (0, 10, 20))
