@@ -41,9 +41,11 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
                     help="binarized MNIST for the bbans-binary models (default: the model's own "
                          "binarization; stochastic: pixel ~ Bernoulli(x/255), seeded by --seed)")
     ap.add_argument("--posterior-precision", type=int, default=None,
-                    help="BB-ANS models: bits of the posterior's quantized probabilities (the paper's 14)")
+                    help="BB-ANS models: bits of the posterior's quantized probabilities (default 20; "
+                         "the paper's 14)")
     ap.add_argument("--likelihood-precision", type=int, default=None,
-                    help="BB-ANS models: bits of the likelihood's (the paper's 14 beta-binomial, 12 Bernoulli)")
+                    help="BB-ANS models: bits of the likelihood's (default 18 beta-binomial, 12 Bernoulli; "
+                         "the paper's 14 and 12)")
     ap.add_argument("--partition", action="store_true",
                     help="experiments take disjoint images (a random permutation of the test set): "
                          "--experiments 100 --ndatapoints 100 codes the whole MNIST test set once")
@@ -109,11 +111,11 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
         raise ValueError(f"{model.name} codes 8-bit images; binarization is for the binary models")
     images = bbans.binarize(bbans.crop28(images), how, np.random.default_rng(args.seed))
     coding = bbans.BBANSCoding(model, args.quantbits, args.posterior_precision, args.likelihood_precision)
-    paper = bbans.CODING[model.config.likelihood]
+    default = bbans.CODING[model.config.likelihood]
     stem = f"{dataset}_{model.name}" + (f"_{how}" if how != "none" else "") + "".join(
         f"_{tag}{value}" for tag, value, key in
         (("k", coding.latent_bits, "latent_bits"), ("q", coding.posterior_precision, "posterior_precision"),
-         ("l", coding.likelihood_precision, "likelihood_precision")) if value != paper[key])
+         ("l", coding.likelihood_precision, "likelihood_precision")) if value != default[key])
     info = dict(binarize=how, latent_bits=coding.latent_bits,
                 posterior_precision=coding.posterior_precision,
                 likelihood_precision=coding.likelihood_precision)

@@ -60,7 +60,8 @@ def test_round_trip_through_the_coder(likelihood, bitswap, streams, lanes, laten
 def test_paper_coding_settings_and_the_prior_costs_latent_bits():
     model = MODELS["bernoulli"]
     coding = bbans.BBANSCoding(model)
-    assert (coding.latent_bits, coding.posterior_precision, coding.likelihood_precision) == (8, 14, 12)
+    assert (coding.latent_bits, coding.posterior_precision, coding.likelihood_precision) == (8, 20, 12)
+    assert bbans.PAPER_CODING["bernoulli"] == dict(latent_bits=8, posterior_precision=14, likelihood_precision=12)
     coder = Coder(coding, lanes=4)
     msg = coder.new_message(seed=1)
     x = images("bernoulli", np.random.default_rng(0), 3)
@@ -195,7 +196,7 @@ def test_mnist_compress_runs_them(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "identical to the originals" in out and "28x28 pixels" in out
     meta, arr = load_results(tmp_path / "res" / "mnist_tinybin_round.npz")
-    assert meta["dims"] == 784 and meta["binarize"] == "round" and meta["posterior_precision"] == 14
+    assert meta["dims"] == 784 and meta["binarize"] == "round" and meta["posterior_precision"] == 20
     assert len(set(arr["indices"].reshape(-1).tolist())) == 6              # disjoint images
     assert main("mnist", 8, ["--model", str(tmp_path / "tinyraw.pt"), "--posterior-precision", "18", *common]) == 0
     assert (tmp_path / "res" / "mnist_tinyraw_q18.npz").is_file()
