@@ -42,6 +42,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from bitswap import data as bsdata  # noqa: E402
+from bitswap import bbans  # noqa: E402
 from bitswap.vae import ResNetVAE, VAEConfig, config_for, save_model  # noqa: E402
 
 CHECKPOINT_FORMAT = "bitswap-train-checkpoint"
@@ -69,6 +70,9 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     if dataset is None:
         p.add_argument("--dataset", required=True, choices=sorted(DATASET_DEFAULTS))
     a = p.add_argument
+    a("--family", default="resnet", choices=["resnet", *bbans.FAMILIES],
+      help="model family: the Bit-Swap ResNet VAE, or one of the BB-ANS paper's VAEs (bitswap.bbans; "
+           "model/bbans_train.py sets the paper's flags)")
     a("--nz", type=int, default=d["nz"], help="number of latent layers")
     a("--width", type=int, default=None, help="channels of the hidden convolutions (default: the paper's for nz)")
     a("--zchannels", type=int, default=None, help="channels per latent layer (default 1 grey, 8 RGB)")
@@ -277,7 +281,9 @@ def evaluate(model: ResNetVAE, images, rank: int, world: int, device, batch: int
 # ----------------------------------------------------------------------------------------------
 # the trainer
 
-def make_config(args) -> VAEConfig:
+def make_config(args):
+    if getattr(args, "family", "resnet") != "resnet":
+        return bbans.FAMILIES[args.family]
     over = {}
     if args.zchannels is not None:
         over["zchannels"] = args.zchannels
@@ -285,6 +291,15 @@ def make_config(args) -> VAEConfig:
         over["dropout"] = args.dropout
     return config_for(args.dataset, args.nz, args.width, blocks=args.blocks, nprocessing=args.nprocessing,
                       kernel=args.kernel, **over)
+
+
+def build_model(config):
+    """The model of a config: a ResNet VAE or a BB-ANS paper VAE."""
+    return bbans.BBANSVAE(config) if isinstance(config, bbans.BBANSConfig) else ResNetVAE(config)
+
+
+def config_from_dict(d: dict):
+    return bbans.BBANSConfig.from_dict(d) if "likelihood" in d else VAEConfig.from_dict(d)
 
 
 def train(args) -> dict:
@@ -304,7 +319,9 @@ def _train(args, rank, world, device, is_root) -> dict:
     if is_root:
         out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    export_path = Path(args.export) if args.export else out / f"{args.dataset}_nz{args.nz}.pt"
+    family = getattr(args, "family", "resnet")
+    export_path = Path(args.export) if args.export else \
+        out / (f"{args.dataset}_nz{args.nz}.pt" if family == "resnet" else f"{family}.pt")
     export_dtype = getattr(torch, args.export_dtype)
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
@@ -332,21 +349,20 @@ def _train(args, rank, world, device, is_root) -> dict:
         resume = torch.load(rp, map_location="cpu", weights_only=True)
         if resume.get("format") != CHECKPOINT_FORMAT:
             raise SystemExit(f"{rp}: not a bitswap training checkpoint")
-        config = VAEConfig.from_dict(resume["config"])
+        config = config_from_dict(resume["config"])
         if resume["world"] != world:
             print(f"warning: checkpoint was written by {resume['world']} processes, resuming with {world}; "
                   "the continuation is not bit-identical", file=sys.stderr)
     elif args.init_from:
         from bitswap import zoo
-        from bitswap.vae import load_model
         _, init_path, _ = zoo.resolve(args.init_from)
         init_payload = torch.load(init_path, map_location="cpu", weights_only=True)
-        init_model = load_model(init_payload)
+        init_model = zoo.load_payload(init_payload)
         config = init_model.config
     else:
         config = make_config(args)
 
-    model = ResNetVAE(config).to(device)
+    model = build_model(config).to(device)
     if is_root:
         print(f"model: {config} ({model.num_parameters():,} parameters); {world} process(es), "
               f"global batch {args.batch_size}, device {device}", flush=True)
