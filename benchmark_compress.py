@@ -3,12 +3,18 @@
     python benchmark_compress.py --dataset mnist --data /work/shared/data
     python benchmark_compress.py --dataset kodak --data /work/shared/data
     python benchmark_compress.py --folder PATH/TO/IMAGES
+    python benchmark_compress.py --dataset mnist --binarize stochastic --data /work/shared/data
+    python benchmark_compress.py --dataset mnist --whole-test-set --codecs gzip,bzip2,lzma,png,webp
 
 32x32 datasets use the same experiments and image indices as the compression scripts
 (``--experiments``, ``--ndatapoints``, ``--seed``, same defaults). Full-size images are
 measured whole and as 32x32 patches. Every codec's output is decoded and compared with the
 input; a codec that is not lossless, fails, or is missing from this build is reported, never
-counted. Prints one table per view and writes ``{out}/benchmark_{dataset}.json`` and ``.csv``.
+counted. ``--binarize stochastic|round`` measures binarized MNIST as the BB-ANS paper did: the
+whole test set (28x28, binarized exactly as ``mnist_compress.py --binarize`` does, seed
+``--seed``) as one group, with gzip, bzip2 and LZMA of the packed bits, 1-bit PNG and WebP
+(:func:`bitswap.baselines.binary_codecs`); ``--whole-test-set`` does the same for the 8-bit
+test set with the ordinary codecs. Prints one table per view and writes ``{out}/benchmark_{dataset}.json`` and ``.csv``.
 The codecs and their exact settings live in :mod:`bitswap.baselines`.
 """
 
@@ -46,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--codecs", default=",".join(baselines.DEFAULT_CODECS),
                    help="comma-separated codec names (default: all)")
     p.add_argument("--list-codecs", action="store_true", help="print codecs and settings, exit")
+    p.add_argument("--whole-test-set", action="store_true",
+                   help="MNIST only: the whole test set, 28x28, as one group (the BB-ANS paper's table)")
+    p.add_argument("--binarize", choices=("stochastic", "round"), default=None,
+                   help="MNIST only: binarized MNIST, the whole test set (the BB-ANS paper's table)")
     return p.parse_args(argv)
 
 
@@ -61,6 +71,20 @@ def views_for(name: str, args) -> list[tuple]:
         return baselines.folder_views(name, images)
     images = data.load_dataset(name, split="test", root=str(args.data),
                                download=not args.no_download)
+    if args.binarize or args.whole_test_set:
+        import numpy as np
+
+        from bitswap import bbans
+        if name != "mnist":
+            raise SystemExit("--binarize and --whole-test-set are for MNIST")
+        how = args.binarize or "none"
+        x = bbans.binarize(bbans.crop28(images), how, np.random.default_rng(args.seed))
+        what = (f"binarized ({how}, seed {args.seed}, as mnist_compress.py --binarize)"
+                if args.binarize else "8-bit")
+        view = baselines.View(f"mnist 28x28 {'binarized (' + how + ')' if args.binarize else 'raw'}, "
+                              "whole test set", f"the {len(x)} test images, 28x28, {what}, as one "
+                              "group; a dimension is one pixel", "bits/dim", "the test set")
+        return [(view, [np.ascontiguousarray(x)], None)]
     indices = experiment_indices(len(images), args.experiments, args.ndatapoints, args.seed)
     return baselines.small_dataset_views(name, images, indices)
 
@@ -82,7 +106,8 @@ def run_dataset(name: str, args, codecs) -> list[baselines.View]:
             "python": platform.python_version(), "machine": platform.machine(),
             "timing": "single-threaded wall-clock per image (perf_counter), encode and decode",
             "versions": _versions()}
-    paths = baselines.write_report(args.out, name, views, meta)
+    tag = f"_binarized_{args.binarize}" if args.binarize else ("_whole_test_set" if args.whole_test_set else "")
+    paths = baselines.write_report(args.out, name + tag, views, meta)
     print(f"wrote {paths[0]} and {paths[1]}", flush=True)
     return views
 
@@ -104,7 +129,8 @@ def _versions() -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    codecs = baselines.resolve_codecs([c for c in args.codecs.split(",") if c])
+    codecs = baselines.binary_codecs() if args.binarize else \
+        baselines.resolve_codecs([c for c in args.codecs.split(",") if c])
     print("Codecs and exact settings:\n" + baselines.codec_settings(codecs) + "\n", flush=True)
     if args.list_codecs:
         return 0

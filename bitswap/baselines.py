@@ -574,3 +574,61 @@ def folder_views(name: str, images: Sequence[np.ndarray], patch: int = 32) -> li
                    "bits/sub-pixel", "images")
     return [(whole, [np.asarray(im)[None] for im in images], dims),
             (patches, [tile_image(np.asarray(im), patch) for im in images], dims)]
+
+
+# ------------------------------------------------------------------------------------------
+# Binarized MNIST (the BB-ANS paper's table)
+# ------------------------------------------------------------------------------------------
+
+def _bits_encode(compress: Callable[[bytes], bytes]) -> Callable[[np.ndarray], bytes]:
+    def encode(group: np.ndarray) -> bytes:
+        if group.max(initial=0) > 1:
+            raise ValueError("binary codecs take 0/1 images")
+        return compress(np.packbits(group.reshape(-1)).tobytes())
+    return encode
+
+
+def _bits_decode(decompress: Callable[[bytes], bytes]) -> Callable[[bytes, tuple], np.ndarray]:
+    def decode(data: bytes, shape: tuple) -> np.ndarray:
+        bits = np.unpackbits(np.frombuffer(decompress(data), dtype=np.uint8))
+        n = int(np.prod(shape))
+        return bits[:n].reshape(shape) if bits.size >= n else bits
+    return decode
+
+
+def _png_1bit_encode(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((img[0] * 255).astype(np.uint8)).convert("1").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _png_1bit_decode(data: bytes, shape: tuple) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return (np.asarray(im.convert("L")) > 127).astype(np.uint8)[None]
+
+
+def binary_codecs() -> list[Codec]:
+    """The BB-ANS paper's classical codecs on 0/1 images: gzip, bzip2 and LZMA of the packed
+    bits (8 pixels a byte) of all the images as one stream, a 1-bit PNG and a lossless WebP
+    (0/255, grey as RGB) per image. Rates per binary pixel."""
+    note = "of the packed bits (numpy.packbits, 8 pixels a byte) of all the images as one stream"
+    return [
+        Codec("gzip", "gzip", "stream",
+              _bits_encode(lambda b: gzip.compress(b, compresslevel=GZIP_LEVEL, mtime=0)),
+              _bits_decode(gzip.decompress), f"gzip.compress(compresslevel={GZIP_LEVEL}) {note}"),
+        Codec("bzip2", "bzip2", "stream",
+              _bits_encode(lambda b: bz2.compress(b, compresslevel=BZIP2_LEVEL)),
+              _bits_decode(bz2.decompress), f"bz2.compress(compresslevel={BZIP2_LEVEL}) {note}"),
+        Codec("lzma", "LZMA (xz)", "stream",
+              _bits_encode(lambda b: lzma.compress(b, preset=LZMA_PRESET)),
+              _bits_decode(lzma.decompress), f"lzma.compress(preset=9|PRESET_EXTREME) {note}"),
+        Codec("png-1bit", "PNG (1-bit)", "image", _png_1bit_encode, _png_1bit_decode,
+              "Pillow mode '1' image saved as PNG (optimize=True): a 1-bit greyscale PNG per "
+              "image, the whole file counted", _pillow_available("PNG")),
+        Codec("webp", "WebP lossless (method 6)", "image",
+              lambda x: imagecodecs.webp_encode(_to_hwc(x * 255, rgb=True), level=WEBP_QUALITY,
+                                                lossless=True, method=WEBP_METHOD),
+              lambda d, s: _from_hwc(imagecodecs.webp_decode(d), s) // 255,
+              f"imagecodecs.webp_encode(lossless=True, level={WEBP_QUALITY}, method={WEBP_METHOD}) "
+              "of the image as 0/255 RGB, per image", _ic_available("WEBP")),
+    ]

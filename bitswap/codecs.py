@@ -510,13 +510,17 @@ class BetaBinomial(_QuantizedCDF):
         self._a, self._b, self._N = a, b, n
 
     def _tables(self, where) -> np.ndarray:
-        """Quantized CDF C(0..K) of the lanes ``where`` (a slice or an index array), (L, K + 1)."""
-        from scipy.special import gammaln
+        """Quantized CDF C(0..K) of the lanes ``where`` (a slice or an index array), (L, K + 1).
+
+        The log pmf up to a constant, from the ratio of consecutive terms
+        p(k + 1) / p(k) = (n - k)(k + a) / ((k + 1)(n - k - 1 + b)): one log per entry
+        (four log-gammas per entry took 4x longer)."""
         a, b = self._a[where][:, None], self._b[where][:, None]
         N, K = self._N, self.nbins
-        k = np.arange(K, dtype=np.float64)[None, :]
-        logp = (gammaln(k + a) + gammaln(N - k + b) - gammaln(k + 1.0) - gammaln(N - k + 1.0))
-        logp = logp - logp.max(axis=1, keepdims=True)
+        k = np.arange(N, dtype=np.float64)[None, :]
+        logp = np.zeros((a.shape[0], K))
+        logp[:, 1:] = np.cumsum(np.log(((N - k) * (k + a)) / ((k + 1.0) * (N - k - 1.0 + b))), axis=1)
+        logp -= logp.max(axis=1, keepdims=True)
         c = np.cumsum(np.exp(logp), axis=1)
         F = c / c[:, -1:]
         table = np.empty((a.shape[0], K + 1), dtype=np.uint64)

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import zoo
+from . import bbans, zoo
 from .coders import DEFAULT_LANES, Coder
 from .data import DatasetMissingError, load_dataset
 from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
-                          experiment_indices, run_experiments, summarize)
+                          experiment_indices, partition_indices, run_experiments, stream_indices,
+                          summarize)
 from .fileio import atomic_write_bytes
 from .results import paper_unit, result_name, save_results
 
@@ -34,7 +35,24 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
                     "decode them, check they are identical and report bits/dim against the -ELBO.")
     ap.add_argument("--nz", type=int, default=default_nz, help="latent layers (selects the shipped model)")
     ap.add_argument("--bitswap", type=int, choices=(0, 1), default=1, help="1: Bit-Swap, 0: BB-ANS")
-    ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
+    ap.add_argument("--quantbits", type=int, default=None,
+                    help=f"bits per latent bin index (default {DEFAULT_QUANTBITS}; the BB-ANS models: "
+                         "the paper's 8)")
+    ap.add_argument("--binarize", choices=("stochastic", "round"), default=None,
+                    help="binarized MNIST for the bbans-binary models (default: the model's own "
+                         "binarization; stochastic: pixel ~ Bernoulli(x/255), seeded by --seed)")
+    ap.add_argument("--posterior-precision", type=int, default=None,
+                    help="BB-ANS models: bits of the posterior's quantized probabilities (default 20; "
+                         "the paper's 14)")
+    ap.add_argument("--likelihood-precision", type=int, default=None,
+                    help="BB-ANS models: bits of the likelihood's (default 18 beta-binomial, 12 Bernoulli; "
+                         "the paper's 14 and 12)")
+    ap.add_argument("--partition", action="store_true",
+                    help="experiments take disjoint images (a random permutation of the test set): "
+                         "--experiments 100 --ndatapoints 100 codes the whole MNIST test set once")
+    ap.add_argument("--stream-copies", type=int, default=0, metavar="N",
+                    help="instead of experiments, code N shuffled copies of the test set as one "
+                         "stream (the BB-ANS paper's Figure 3: N=3, 30,000 images)")
     ap.add_argument("--bins", choices=STRATEGIES, default=DEFAULT_STRATEGY,
                     help="latent bin strategy (adaptive: sized to each dimension's posterior)")
     ap.add_argument("--experiments", type=int, default=DEFAULT_EXPERIMENTS)
@@ -43,7 +61,8 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
     ap.add_argument("--lanes", type=int, default=DEFAULT_LANES, help="rANS lanes per stream")
     ap.add_argument("--data", default="data", help="dataset root directory")
     ap.add_argument("--model", default=None, help="shipped model name or weights file "
-                                                  "(default: DATASET-nzNZ)")
+                                                  "(default: DATASET-nzNZ; bbans-raw, bbans-binary, "
+                                                  "bbans-binary-round: the BB-ANS paper's VAEs)")
     ap.add_argument("--out", default="results", help="where results and streams are written")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--device", default="cpu")
@@ -81,31 +100,69 @@ def print_summary(title: str, s: dict, unit: float = 1.0) -> None:
     print("  decoded images        identical to the originals (checked)")
 
 
+def _bbans_setup(dataset: str, args, model, images: np.ndarray):
+    """The BB-ANS paper's setting: 28x28 digits (binarized for the binary models), the model's
+    coding protocol with the paper's buckets and precisions, and the result-file stem."""
+    if dataset != "mnist":
+        raise ValueError(f"the BB-ANS models are MNIST models, not {dataset}")
+    how = args.binarize or model.config.binarize
+    if model.config.likelihood == "bernoulli" and how == "none":
+        raise ValueError("a binary model codes binarized images")
+    if model.config.likelihood != "bernoulli" and args.binarize:
+        raise ValueError(f"{model.name} codes 8-bit images; binarization is for the binary models")
+    images = bbans.binarize(bbans.crop28(images), how, np.random.default_rng(args.seed))
+    coding = bbans.BBANSCoding(model, args.quantbits, args.posterior_precision, args.likelihood_precision)
+    default = bbans.CODING[model.config.likelihood]
+    stem = f"{dataset}_{model.name}" + (f"_{how}" if how != "none" else "") + "".join(
+        f"_{tag}{value}" for tag, value, key in
+        (("k", coding.latent_bits, "latent_bits"), ("q", coding.posterior_precision, "posterior_precision"),
+         ("l", coding.likelihood_precision, "likelihood_precision")) if value != default[key])
+    info = dict(binarize=how, latent_bits=coding.latent_bits,
+                posterior_precision=coding.posterior_precision,
+                likelihood_precision=coding.likelihood_precision)
+    return coding, images, stem, info
+
+
 def run(dataset: str, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     name = args.model or zoo.default_name(dataset, args.nz)
     model = zoo.load(name, device=str(device))
+    is_bbans = isinstance(model, bbans.BBANSVAE)
     if model.nz != args.nz and args.model is None:
         raise zoo.ModelError(f"{name} has nz={model.nz}")
     images = load_dataset(dataset, "test", args.data)
-    bins, bins_from = dataset_bins(model, dataset, args.data, args.quantbits, args.bins)
-    coder = Coder(model, bins, bitswap=bool(args.bitswap), lanes=args.lanes, device=device)
-    indices = experiment_indices(len(images), args.experiments, args.ndatapoints, args.seed)
+    if is_bbans:
+        coding, images, stem, extra = _bbans_setup(dataset, args, model, images)
+        coder = Coder(coding, bitswap=bool(args.bitswap), lanes=args.lanes)
+    else:
+        quantbits = DEFAULT_QUANTBITS if args.quantbits is None else args.quantbits
+        bins, bins_from = dataset_bins(model, dataset, args.data, quantbits, args.bins)
+        coder = Coder(model, bins, bitswap=bool(args.bitswap), lanes=args.lanes, device=device)
+        stem = result_name(dataset, model.nz, bool(args.bitswap))[:-4]
+        extra = dict(bins_from=bins_from, bins_digest=bins.digest)
+    if args.stream_copies:
+        indices = stream_indices(len(images), args.stream_copies, args.seed)
+        stem += "_stream"
+        batch, what = 1, f"{args.stream_copies} shuffled copies of the test set as one stream"
+    else:
+        pick = partition_indices if args.partition else experiment_indices
+        indices = pick(len(images), args.experiments, args.ndatapoints, args.seed)
+        batch, what = args.batch, f"{args.experiments} experiments x {args.ndatapoints} images" + \
+            (", disjoint" if args.partition else "")
     scheme = "bitswap" if args.bitswap else "bbans"
     out = Path(args.out)
-    stem = result_name(dataset, model.nz, bool(args.bitswap))[:-4]
-    meta, arrays = run_experiments(coder, images, indices, seed=args.seed, batch=args.batch,
+    meta, arrays = run_experiments(coder, images, indices, seed=args.seed, batch=batch,
                                    elbo=_elbo_fn(model, device, args.seed),
                                    stream_dir=out / "streams" / stem, progress=not args.quiet)
-    meta.update(dataset=dataset, model=name, scheme=scheme, device=str(device),
-                bins_from=bins_from, bins_digest=bins.digest)
+    meta.update(dataset=dataset, model=name, scheme=scheme, device=str(device), **extra)
     summary = summarize(meta, arrays)
     meta["summary"] = summary
     path = save_results(out / f"{stem}.npz", meta, **arrays)
     atomic_write_bytes(out / f"{stem}.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    unit = 1.0 if coder.x_dims == 784 else paper_unit(dataset)
     print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
-                  f"({args.experiments} experiments x {args.ndatapoints} images, model {name}; "
-                  f"bits per coded dimension)", summary, unit=paper_unit(dataset))
+                  f"({what}, model {name}; bits per coded dimension"
+                  f"{', 28x28 pixels' if coder.x_dims == 784 else ''})", summary, unit=unit)
     print(f"  results               {path}")
     return meta
 

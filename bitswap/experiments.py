@@ -37,6 +37,27 @@ def experiment_indices(n_available: int, experiments: int = DEFAULT_EXPERIMENTS,
     return np.stack(rows).astype(np.int64)
 
 
+def partition_indices(n_available: int, experiments: int = DEFAULT_EXPERIMENTS,
+                      ndatapoints: int = DEFAULT_NDATAPOINTS, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Like :func:`experiment_indices`, but the experiments take disjoint images: one random
+    permutation of the dataset cut into rows (100 x 100 covers the MNIST test set once)."""
+    if experiments < 1 or ndatapoints < 1:
+        raise ValueError("experiments and ndatapoints must be positive")
+    if experiments * ndatapoints > n_available:
+        raise ValueError(f"{experiments} x {ndatapoints} disjoint images exceed the {n_available} available")
+    perm = np.random.default_rng(seed).permutation(n_available)
+    return perm[: experiments * ndatapoints].reshape(experiments, ndatapoints).astype(np.int64)
+
+
+def stream_indices(n_available: int, copies: int, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """``copies`` independently shuffled copies of the dataset, one after another, as one
+    experiment ``(1, copies * n)``: the BB-ANS paper's Figure 3 stream (3 copies of MNIST)."""
+    if copies < 1 or n_available < 1:
+        raise ValueError("copies and the dataset size must be positive")
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.permutation(n_available) for _ in range(copies)])[None, :].astype(np.int64)
+
+
 # ---------------------------------------------------------------------------------------
 # The protocol: compress each experiment's stream, decode it, check it, and account.
 

@@ -330,3 +330,79 @@ def stack_main(argv=None) -> list[Path]:
     _plt().close(fig)
     print("wrote " + ", ".join(map(str, paths)))
     return paths
+
+
+# ------------------------------------------------------------------------------------------
+# The BB-ANS paper's Figure 3: one long stream, moving averages
+
+def moving_average(a: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each run of ``window`` consecutive values (``len(a) - window + 1`` of them)."""
+    a = np.asarray(a, dtype=np.float64)
+    if not 1 <= window <= a.shape[0]:
+        raise ValueError(f"a window of {window} does not fit a stream of {a.shape[0]} images")
+    c = np.concatenate([[0.0], np.cumsum(a)])
+    return (c[window:] - c[:-window]) / window
+
+
+def stream_figure(runs: Sequence[tuple[str, dict, dict]], window: int = 2000):
+    """One panel per stream result (``mnist_compress.py --stream-copies``): the net rate of each
+    image and the model's -ELBO, as moving averages over ``window`` images, and the
+    cumulative total rate of the stream (initial bits and rANS heads included)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.6), squeeze=False)
+    for ax, (label, meta, arr) in zip(axes[0], runs):
+        if arr["net"].shape[0] != 1:
+            raise ValueError(f"{label}: not a single-stream result (it has {arr['net'].shape[0]} experiments)")
+        net, elbo, total = arr["net"][0], arr["elbo"][0], arr["total"][0]
+        x = np.arange(window, net.shape[0] + 1)
+        ax.plot(x, moving_average(net, window), color="tab:red", linewidth=1.4,
+                label=f"BB-ANS net rate ({window}-image moving average)")
+        if np.isfinite(elbo).all():
+            ax.plot(x, moving_average(elbo, window), "--", color="black", linewidth=1.2,
+                    label="-ELBO (same moving average)")
+        ax.plot(np.arange(1, total.shape[0] + 1), total, ":", color="tab:blue", linewidth=1.2,
+                label="total: message bits / dims so far")
+        lo = min(moving_average(net, window).min(), np.nanmin(moving_average(elbo, window))
+                 if np.isfinite(elbo).all() else np.inf)
+        hi = moving_average(net, window).max()
+        ax.set_ylim(lo - 0.15 * (hi - lo + 1e-3), hi + 0.6 * (hi - lo + 1e-3))
+        ax.set_xlim(1, net.shape[0])
+        ax.set_title(label)
+        ax.set_xlabel("images coded")
+        ax.set_ylabel(f"bits/dim (D = {meta.get('dims')})")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def stream_main(argv=None) -> list[Path]:
+    p = argparse.ArgumentParser(description="The BB-ANS paper's Figure 3 from stream results "
+                                "(mnist_compress.py --stream-copies 3): moving averages of the rate.")
+    p.add_argument("--stream", nargs="+", type=Path, required=True, metavar="RESULT.npz",
+                   help="stream result files, one panel each")
+    p.add_argument("--window", type=int, default=2000, help="moving-average window (default 2000 images)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="output directory")
+    p.add_argument("--name", default="bbans_stream", help="output file stem (default bbans_stream)")
+    args = p.parse_args(argv)
+    runs = []
+    for path in args.stream:
+        if not path.is_file():
+            raise SystemExit(f"error: no result file {path}")
+        try:
+            meta, arr = load_results(path)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        if arr["net"].shape[0] != 1 or arr["net"].shape[1] < args.window:
+            raise SystemExit(f"error: {path} is not one stream of at least {args.window} images "
+                             f"(it is {arr['net'].shape[0]} x {arr['net'].shape[1]})")
+        label = f"{meta.get('model', path.stem)}" + (f", {meta['binarize']}" if meta.get("binarize", "none") != "none" else "")
+        runs.append((label, meta, arr))
+        net, elbo = arr["net"][0], arr["elbo"][0]
+        print(f"{label}: {net.shape[0]} images, net {net.mean():.4f}, -ELBO {np.nanmean(elbo):.4f}, "
+              f"total {arr['total'][0, -1]:.4f} bits/dim; moving average ({args.window}) of net "
+              f"{moving_average(net, args.window).min():.4f}..{moving_average(net, args.window).max():.4f}")
+    fig = stream_figure(runs, args.window)
+    paths = _save(fig, args.out, args.name)
+    _plt().close(fig)
+    print("wrote " + ", ".join(map(str, paths)))
+    return paths

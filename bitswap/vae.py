@@ -457,7 +457,9 @@ def save_model(model: ResNetVAE, path: str | os.PathLike, test_elbo: float | Non
     if state_dict is None:
         state_dict = model.state_dict()
     sd = {k: v.detach().cpu().clone().contiguous() for k, v in state_dict.items()}
-    payload = {"format": FORMAT, "version": VERSION, "config": dataclasses.asdict(model.config),
+    # other model families (bitswap.bbans) name their own format; the payload is the same
+    payload = {"format": getattr(model, "file_format", FORMAT), "version": VERSION,
+               "config": dataclasses.asdict(model.config),
                "state_dict": sd, "test_elbo": float("nan") if test_elbo is None else float(test_elbo),
                "train": _plain(info)}
     path = os.fspath(path)

@@ -64,9 +64,19 @@ def resolve(name_or_path: str) -> tuple[str, Path, dict]:
                      " (or give the path of a weights file)")
 
 
+def load_payload(payload, map_location="cpu"):
+    """The model of a loaded weights file: a ResNet VAE (``bitswap-vae``) or one of the BB-ANS
+    paper's VAEs (``bitswap-bbans``), by the file's ``format``."""
+    from . import bbans
+    from .vae import load_model
+    if isinstance(payload, dict) and payload.get("format") == bbans.FORMAT:
+        return bbans.load_model(payload, map_location)
+    return load_model(payload, map_location=map_location)
+
+
 def load(name_or_path: str, device: str = "cpu"):
     """Load a shipped model by name (hash-checked) or an exported weights file."""
-    from .vae import load_model
+    import torch
 
     name, path, entry = resolve(name_or_path)
     if not path.is_file():
@@ -74,7 +84,7 @@ def load(name_or_path: str, device: str = "cpu"):
     if entry and _sha256(path) != entry["sha256"]:
         raise ModelError(f"weights of {name} are corrupt: the SHA-256 of {path} does not match the manifest")
     try:
-        model = load_model(path, map_location=device)
+        model = load_payload(torch.load(path, map_location=device, weights_only=True), device)
     except ModelError:
         raise
     except Exception as exc:  # a clear message for any unreadable file
@@ -87,11 +97,9 @@ def load(name_or_path: str, device: str = "cpu"):
 
 def add(name: str, file: str | os.PathLike) -> dict:
     """Copy an exported model into the package and record it in the manifest."""
-    from .vae import load_model
-
     src = Path(file)
-    model = load_model(src)
     payload = __import__("torch").load(src, map_location="cpu", weights_only=True)
+    model = load_payload(payload)
     dest = ASSETS / f"{name.replace('-', '_')}.pt"
     ASSETS.mkdir(parents=True, exist_ok=True)
     if src.resolve() != dest.resolve():
@@ -112,4 +120,7 @@ if __name__ == "__main__":
         print(json.dumps(add(sys.argv[2], sys.argv[3]), indent=2))
     else:
         print("shipped models:", ", ".join(available()) or "none")
+        for name, entry in sorted(manifest().items()):
+            print(f"  {name:20s} {entry.get('dataset', ''):8s} nz={entry.get('nz')}  "
+                  f"test -ELBO {entry.get('test_elbo', float('nan')):.4f} bits/dim")
         print("usage: python -m bitswap.zoo add NAME EXPORTED_WEIGHTS.pt")

@@ -46,6 +46,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from bitswap import data as bsdata  # noqa: E402
+from bitswap import bbans  # noqa: E402
 from bitswap.fileio import atomic_write  # noqa: E402
 from bitswap.vae import ResNetVAE, VAEConfig, config_for, save_model  # noqa: E402
 
@@ -74,6 +75,9 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     if dataset is None:
         p.add_argument("--dataset", required=True, choices=sorted(DATASET_DEFAULTS))
     a = p.add_argument
+    a("--family", default="resnet", choices=["resnet", *bbans.FAMILIES],
+      help="model family: the Bit-Swap ResNet VAE, or one of the BB-ANS paper's VAEs (bitswap.bbans; "
+           "model/bbans_train.py sets the paper's flags)")
     a("--nz", type=int, default=d["nz"], help="number of latent layers")
     a("--width", type=int, default=None, help="channels of the hidden convolutions (default: the paper's for nz)")
     a("--zchannels", type=int, default=None, help="channels per latent layer (default 1 grey, 8 RGB)")
@@ -281,7 +285,9 @@ def evaluate(model: ResNetVAE, images, rank: int, world: int, device, batch: int
 # ----------------------------------------------------------------------------------------------
 # the trainer
 
-def make_config(args) -> VAEConfig:
+def make_config(args):
+    if getattr(args, "family", "resnet") != "resnet":
+        return bbans.FAMILIES[args.family]
     over = {}
     if args.zchannels is not None:
         over["zchannels"] = args.zchannels
@@ -289,6 +295,15 @@ def make_config(args) -> VAEConfig:
         over["dropout"] = args.dropout
     return config_for(args.dataset, args.nz, args.width, blocks=args.blocks, nprocessing=args.nprocessing,
                       kernel=args.kernel, **over)
+
+
+def build_model(config):
+    """The model of a config: a ResNet VAE or a BB-ANS paper VAE."""
+    return bbans.BBANSVAE(config) if isinstance(config, bbans.BBANSConfig) else ResNetVAE(config)
+
+
+def config_from_dict(d: dict):
+    return bbans.BBANSConfig.from_dict(d) if "likelihood" in d else VAEConfig.from_dict(d)
 
 
 def train(args) -> dict:
@@ -419,13 +434,12 @@ def _starting_point(args, ckpt_path: Path, world: int):
         if resume["world"] != world:
             print(f"warning: checkpoint was written by {resume['world']} processes, resuming with {world}; "
                   "the continuation is not bit-identical", file=sys.stderr)
-        return VAEConfig.from_dict(resume["config"]), resume, None
+        return config_from_dict(resume["config"]), resume, None
     if args.init_from:
         from bitswap import zoo
-        from bitswap.vae import load_model
         _, init_path, _ = zoo.resolve(args.init_from)
         payload = torch.load(init_path, map_location="cpu", weights_only=True)
-        init_model = load_model(payload)
+        init_model = zoo.load_payload(payload)
         return init_model.config, None, (init_model, payload)
     return make_config(args), None, None
 
@@ -437,7 +451,9 @@ def setup(args, rank: int, world: int, device: torch.device) -> Run:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    export_path = Path(args.export) if args.export else out / f"{args.dataset}_nz{args.nz}.pt"
+    family = getattr(args, "family", "resnet")
+    export_path = Path(args.export) if args.export else \
+        out / (f"{args.dataset}_nz{args.nz}.pt" if family == "resnet" else f"{family}.pt")
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the {world} processes")
     local_batch = args.batch_size // world
@@ -456,7 +472,7 @@ def setup(args, rank: int, world: int, device: torch.device) -> Run:
         test_eval = test_set
 
     config, resume, init = _starting_point(args, ckpt_path, world)
-    model = ResNetVAE(config).to(device)
+    model = build_model(config).to(device)
     if rank == 0:
         print(f"model: {config} ({model.num_parameters():,} parameters); {world} process(es), "
               f"global batch {args.batch_size}, device {device}", flush=True)

@@ -118,3 +118,26 @@ def test_mnist_per_28x28_rescales_rates_only(results, tmp_path, capsys):
     out = tmp_path / "p"
     _check_outputs(cma.main(["--results", str(results), "--out", str(out), "--dataset",
                              "mnist", "--nz", "2", "--mnist-per-28x28"]), out, "cma")
+
+
+def test_stream_figure_moving_average(tmp_path):
+    """cma.py --stream: the BB-ANS paper's Figure 3 from single-stream results."""
+    import cma
+    from bitswap.plots import moving_average
+    assert moving_average(np.arange(5.0), 2).tolist() == [0.5, 1.5, 2.5, 3.5]
+    with pytest.raises(ValueError):
+        moving_average(np.arange(3.0), 4)
+    src = tmp_path / "src"
+    _write_results(src, "mnist", 1, False, E=1, N=300, dims=784)
+    stream = src / result_name("mnist", 1, False)
+    paths = cma.main(["--stream", str(stream), str(stream), "--window", "50", "--out", str(tmp_path / "out")])
+    assert [p.name for p in paths] == ["bbans_stream.png", "bbans_stream.pdf"]
+    with Image.open(paths[0]) as im:
+        assert im.size[0] > 2 * im.size[1]          # two panels side by side
+    multi = tmp_path / "multi"
+    _write_results(multi, "mnist", 1, False, E=2, N=300, dims=784)
+    with pytest.raises(SystemExit, match="not one stream"):
+        cma.main(["--stream", str(multi / result_name("mnist", 1, False)), "--window", "50",
+                  "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit):
+        cma.main(["--stream", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "out")])
