@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--exact-file", default=None, help="a stored exact network instead of building one")
     ap.add_argument("--speed-batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--speed-only", action="store_true", help="skip the rate measurements")
     args = ap.parse_args()
     model = zoo.load(args.model)
     images = test_images(model.config.dataset, args.images, args.data, args.kodak)
@@ -141,19 +142,22 @@ def main() -> None:
     fview = _Float64(model)
     report = {"model": args.model, "images": len(images), "source": "kodak patches" if args.kodak else "test",
               "threads": torch.get_num_threads()}
-    report["float_elbo"] = elbo_of(fview, images)
-    print(f"float32 network: -ELBO {report['float_elbo']:.5f} bits/dim", flush=True)
+    if not args.speed_only:
+        report["float_elbo"] = elbo_of(fview, images)
+        print(f"float32 network: -ELBO {report['float_elbo']:.5f} bits/dim", flush=True)
     specs = ([QuantSpec(a, l, w) for a, l, w in SWEEP]
              if args.sweep else [QuantSpec()])
     for spec in specs:
         exact = (ExactVAE.load(args.exact_file) if args.exact_file else ExactVAE.from_model(model, cal, spec))
+        if args.speed_only:
+            break
         e = elbo_of(FloatView(exact), images)
         gap = 100 * (e / report["float_elbo"] - 1)
         row = {"spec": exact.describe(), "elbo": e, "elbo_gap_percent": gap}
         print(f"exact {exact.describe()}: -ELBO {e:.5f} ({gap:+.3f}%)", flush=True)
         report.setdefault("exact", []).append(row)
     if not args.sweep:
-        if not args.no_code:
+        if not (args.no_code or args.speed_only):
             bins = cached_bins(model, strategy="uniform", data=None)
             fb = coded_bits(model, bins, images)
             eb = coded_bits(FloatView(exact), bins, images)
