@@ -84,7 +84,11 @@ def load(name_or_path: str, device: str = "cpu"):
     if entry and _sha256(path) != entry["sha256"]:
         raise ModelError(f"weights of {name} are corrupt: the SHA-256 of {path} does not match the manifest")
     try:
-        model = load_payload(torch.load(path, map_location=device, weights_only=True), device)
+        try:
+            payload = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path}: not a loadable bitswap-vae weights file ({e})") from e
+        model = load_payload(payload, device)
     except ModelError:
         raise
     except Exception as exc:  # a clear message for any unreadable file
