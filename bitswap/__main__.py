@@ -159,7 +159,8 @@ def _read_container(path: str):
         raise CLIError(f"{p}: cannot read it ({exc.strerror or exc})") from None
     try:
         c = Container.from_bytes(data)
-        c.message()               # the payload is checked too
+        if c.model_coded:
+            c.message()           # the payload is checked too
         return c, len(data)
     except ValueError as exc:
         raise CLIError(f"{p}: {exc}") from None

@@ -65,12 +65,14 @@ def same_image(a: Path, b: Path) -> bool:
 
 def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
     bsw = tmp_path / "out.bsw"
-    rc, out, err = run(capsys, "compress", env["g"], env["c"], env["one"], "-o", bsw, "--model", env["grey"])
+    rc, out, err = run(capsys, "compress", env["g"], env["c"], env["one"], "-o", bsw, "--model", env["grey"],
+                       "--model-only")
     assert rc == 0, err
-    assert "bits per sub-pixel" in out and "PNG" in out and "3 grey planes" in out
+    assert "bits per sub-pixel" in out and "PNG" in out and "planes coded as grey images" in out
+    assert "  g: stored as model (bytes: model " in out
     rc, out, _ = run(capsys, "info", bsw)
     assert rc == 0 and "tiny-grey" in out and "33" in out and "RGB as 3 grey planes" in out
-    assert ".bsw version 2" in out
+    assert ".bsw version 3" in out and "would cost: model" in out
     rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
     assert rc == 0, err
     for k in ("g", "c", "one"):
@@ -85,7 +87,7 @@ def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
 def test_round_trip_rgb_model(env, capsys, tmp_path):
     bsw = tmp_path / "rgb.bsw"
     assert run(capsys, "compress", env["c"], env["g"], "-o", bsw, "--model", env["rgb"], "--bbans",
-               "--batch", "3", "--lanes", "64")[0] == 0
+               "--batch", "3", "--lanes", "64", "--model-only")[0] == 0
     rc, out, _ = run(capsys, "info", bsw)
     assert "BB-ANS" in out and "64 lanes" in out and "grey replicated to RGB" in out
     assert run(capsys, "decompress", bsw, "-o", tmp_path, "--model", env["rgb"], "-q")[0] == 0
@@ -95,7 +97,8 @@ def test_round_trip_rgb_model(env, capsys, tmp_path):
 @pytest.fixture(scope="module")
 def bsw(env):
     path = env["dir"] / "good.bsw"
-    assert main(["compress", str(env["g"]), str(env["c"]), "-o", str(path), "--model", str(env["grey"]), "-q"]) == 0
+    assert main(["compress", str(env["g"]), str(env["c"]), "-o", str(path), "--model", str(env["grey"]), "-q",
+                 "--model-only"]) == 0
     return path
 
 
@@ -193,8 +196,8 @@ def test_bins_mismatch(env, bsw, capsys, tmp_path, monkeypatch):
     from bitswap import images as lib
     real = lib.get_bins
 
-    def shifted(model, quantbits, strategy):
-        b = real(model, quantbits, strategy)
+    def shifted(model, quantbits, strategy, compute=True):
+        b = real(model, quantbits, strategy, compute)
         return replace(b, centres=[c + 1e-9 for c in b.centres])
     monkeypatch.setattr(lib, "get_bins", shifted)
     fail(capsys, "latent bins computed here", "decompress", bsw, "-o", tmp_path / "a" / "b", "--model", env["grey"])
