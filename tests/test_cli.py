@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -273,3 +274,155 @@ def test_fuzz_decompress_header_with_valid_crc(env, bsw, capsys, tmp_path, pos, 
     out = tmp_path / f"out{pos}_{val}"
     _clean_failure(capsys, ["decompress", path, "-o", out, "--model", env["grey"], "-q"])
     assert not out.exists() or {p.name for p in out.iterdir()} <= {"g.png", "c.png"}
+
+
+# ------------------------------------------------------------------ exact inputs (issue 16)
+
+def _chunks(path: Path) -> dict:
+    from bitswap.imageio import _png_chunks
+    return {k: v for k, v in _png_chunks(path.read_bytes())}
+
+
+def _exact_inputs(d: Path) -> dict:
+    """Real files the way other programs write them: name -> (path, samples as the file holds them)."""
+    import imagecodecs
+    from PIL import Image
+    rng = np.random.default_rng(7)
+    out = {}
+    rgb16 = (rng.integers(0, 1 << 16, (12, 21, 3))).astype(np.uint16)
+    (d / "rgb16.png").write_bytes(imagecodecs.png_encode(rgb16))
+    out["rgb16"] = rgb16
+    grey16 = (np.arange(15 * 9).reshape(15, 9) * 487 % 65536).astype(np.uint16)
+    Image.fromarray(grey16).save(d / "grey16.png")
+    out["grey16"] = grey16[..., None]
+    ppm16 = rng.integers(0, 1 << 16, (7, 11, 3)).astype(np.uint16)
+    (d / "ppm16.ppm").write_bytes(b"P6\n# sixteen bits\n11 7\n65535\n" + ppm16.astype(">u2").tobytes())
+    out["ppm16"] = ppm16
+    c = smooth_image(10, 13, 3, 5)
+    Image.fromarray(c).save(d / "trns_rgb.png", transparency=(1, 2, 3))
+    out["trns_rgb"] = c
+    g = smooth_image(9, 8, 1, 6)
+    Image.fromarray(g).save(d / "trns_grey.png", transparency=7)
+    out["trns_grey"] = g[..., None]
+    Image.fromarray(c).save(d / "icc.png", icc_profile=b"not really a profile, but kept byte for byte " * 9)
+    out["icc"] = c
+    return out
+
+
+def _samples(path: Path) -> np.ndarray:
+    """The samples a PNG holds: 16-bit ones through imagecodecs (Pillow reads 16-bit RGB as
+    8-bit), 8-bit ones through Pillow (imagecodecs turns a tRNS key into an alpha channel)."""
+    import imagecodecs
+    from PIL import Image
+    if _chunks(path)[b"IHDR"][8] == 16:
+        a = np.asarray(imagecodecs.png_decode(path.read_bytes()))
+    else:
+        with Image.open(path) as im:
+            a = np.asarray(im)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_exact_inputs_round_trip_with_metadata(env, capsys, tmp_path, fallback):
+    """16-bit RGB/grey PNG, 16-bit PPM, tRNS keys, an ICC profile: each restored sample for
+    sample with its transparency and profile, by the model and by the fallback."""
+    src = tmp_path / "src"
+    src.mkdir()
+    want = _exact_inputs(src)
+    files = sorted(src.iterdir())
+    bsw = tmp_path / "x.bsw"
+    rc, out, err = run(capsys, "compress", *files, "-o", bsw, "--model", env["grey"],
+                       *([] if fallback else ["--model-only"]))
+    assert rc == 0, err
+    rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
+    assert rc == 0 and "verified" in out, err
+    for f in files:
+        got = tmp_path / "dec" / f"{f.stem}.png"
+        np.testing.assert_array_equal(_samples(got), want[f.stem], err_msg=f.name)
+        assert _samples(got).dtype == want[f.stem].dtype
+    for _ in (1,):
+        ch = _chunks(tmp_path / "dec" / "trns_rgb.png")
+        assert ch[b"tRNS"] == b"\0\1\0\2\0\3"
+        assert _chunks(tmp_path / "dec" / "trns_grey.png")[b"tRNS"] == b"\0\7"
+        assert _chunks(tmp_path / "dec" / "rgb16.png")[b"IHDR"][8:10] == b"\x10\x02"
+        from PIL import Image
+        with Image.open(tmp_path / "dec" / "icc.png") as im:
+            assert im.info["icc_profile"] == b"not really a profile, but kept byte for byte " * 9
+    info = run(capsys, "info", bsw)[1]
+    assert "RGB;16" in info and "I;16" in info and "transparency key 000100020003" in info
+    assert "ICC profile of 405 bytes" in info
+
+
+def test_inputs_that_cannot_be_kept_exactly_are_refused(env, capsys, tmp_path):
+    import struct as s
+    o = tmp_path / "o.bsw"
+    # A 2-bit grey PNG (Pillow would hand over 0..255, not the 0..3 the file holds).
+    rows = b"".join(b"\0" + bytes([0b00011011]) * 2 for _ in range(4))
+    ihdr = s.pack(">IIBBBBB", 8, 4, 2, 0, 0, 0, 0)
+
+    def chunk(k, b):
+        return s.pack(">I", len(b)) + k + b + s.pack(">I", zlib.crc32(k + b))
+    (tmp_path / "two.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                                       chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    fail(capsys, "2-bit grey PNG samples are not supported", "compress", tmp_path / "two.png", "-o", o,
+         "--model", env["grey"])
+    (tmp_path / "p10.pgm").write_bytes(b"P5 4 2 1023\n" + bytes(16))
+    fail(capsys, "maxval 1023 is not supported", "compress", tmp_path / "p10.pgm", "-o", o, "--model", env["grey"])
+    assert not o.exists()
+
+
+def test_dropped_metadata_is_noted(env, capsys, tmp_path):
+    from PIL import Image, PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "not kept")
+    Image.fromarray(smooth_image(8, 8, 1)).save(tmp_path / "t.png", pnginfo=info)
+    rc, out, err = run(capsys, "compress", tmp_path / "t.png", "-o", tmp_path / "t.bsw", "--model", env["grey"])
+    assert rc == 0 and "note: " in err and "tEXt" in err
+
+
+def test_fallback_choice_is_reported(env, capsys, tmp_path):
+    """A tiny random model loses to PNG: the image is stored classically and the file is no
+    larger than the best classical encoding plus the header; --model-only keeps the model."""
+    a, b = tmp_path / "a.bsw", tmp_path / "b.bsw"
+    rc, out, _ = run(capsys, "compress", env["g"], "-o", a, "--model", env["grey"])
+    assert rc == 0 and "g: stored as " in out and "stored as model" not in out
+    rc, out2, _ = run(capsys, "compress", env["g"], "-o", b, "--model", env["grey"], "--model-only")
+    assert "g: stored as model" in out2
+    assert a.stat().st_size < b.stat().st_size
+    e = Container.from_bytes(a.read_bytes()).header.images[0]
+    assert e.blob_length == min(v for m, v in e.costs.items() if m)
+    # decoding it does not need the model at all
+    rc, _, err = run(capsys, "decompress", a, "-o", tmp_path / "d")
+    assert rc == 0, err
+    assert same_image(env["g"], tmp_path / "d" / "g.png")
+
+
+# ----------------------------------------------------------------------- outputs (issue 16)
+
+def _special_outputs(tmp_path: Path) -> list[Path]:
+    os.mkfifo(tmp_path / "fifo")
+    out = [tmp_path / "fifo"]
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))     # a copy of /dev/null
+        out.append(tmp_path / "null")
+    return out
+
+
+def test_output_on_a_fifo_or_device_fails_and_leaves_it(env, bsw, capsys, tmp_path):
+    for target in _special_outputs(tmp_path):
+        before = os.stat(target)
+        fail(capsys, "not a regular file", "compress", env["g"], "-o", target, "--model", env["grey"])
+        after = os.stat(target)
+        assert (after.st_mode, after.st_rdev, after.st_ino) == (before.st_mode, before.st_rdev, before.st_ino)
+    d = tmp_path / "dec"
+    d.mkdir()
+    os.mkfifo(d / "c.png")
+    fail(capsys, "not a regular file", "decompress", bsw, "-o", d, "--model", env["grey"])
+    assert stat.S_ISFIFO(os.stat(d / "c.png").st_mode) and sorted(os.listdir(d)) == ["c.png"]
+
+
+def test_limits_must_be_finite(env, bsw, capsys, tmp_path):
+    for flag in ("--max-megapixels", "--max-total-megapixels", "--max-memory"):
+        for v in ("inf", "nan", "0"):
+            fail(capsys, "finite positive", "decompress", bsw, "-o", tmp_path / "o", flag, v)
+    assert not (tmp_path / "o").exists()
