@@ -473,10 +473,17 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         if model is None:
             raise ModelError("this file needs its model to decode")
         check_model(h, model)
-        limits.check_memory(decode_memory(c, network_bytes_per_patch(model), bins_bytes(h, model)),
-                            "decoding this file")
+        per_patch = network_bytes_per_patch(model)
+        limits.check_memory(decode_memory(c, per_patch), "decoding this file")
         if bins is None:
-            bins = get_bins(model, h.quantbits, h.strategy, compute=allow_new_bins)
+            try:
+                bins = get_bins(model, h.quantbits, h.strategy, compute=False)
+            except LimitError:
+                if not allow_new_bins:
+                    raise
+                limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
+                                    "decoding this file (computing its latent bins)")
+                bins = get_bins(model, h.quantbits, h.strategy)
         if bins.digest != h.bins_digest.hex():
             raise ChecksumMismatchError(
                 f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "

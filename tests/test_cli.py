@@ -426,3 +426,110 @@ def test_limits_must_be_finite(env, bsw, capsys, tmp_path):
         for v in ("inf", "nan", "0"):
             fail(capsys, "finite positive", "decompress", bsw, "-o", tmp_path / "o", flag, v)
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ hostile files (issue 15)
+
+_MEASURED = ("import resource, sys\nfrom bitswap.__main__ import main\nrc = main(sys.argv[1:])\n"
+             "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)")
+PEAK_MB = 1500          # torch and the model take about 400 MB of it
+
+
+def _decompress_measured(path: Path, *args) -> tuple[int, list[str], float]:
+    """``bitswap decompress`` in a subprocess: (status, stderr lines, peak resident MB)."""
+    p = subprocess.run([sys.executable, "-c", _MEASURED, "decompress", str(path), *map(str, args)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    lines = p.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("maxrss"), p.stderr
+    return p.returncode, lines[:-1], int(lines[-1].split()[1]) / 1024
+
+
+def _assert_refused(path: Path, needle: str, out: Path, *args) -> None:
+    rc, err, peak = _decompress_measured(path, "-o", out, "-q", *args)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("bitswap: error: ") and needle in err[0], err
+    assert peak < PEAK_MB, f"{peak:.0f} MB"
+    assert not out.exists()
+
+
+def _crafted(bsw: Path, version: int, sizes, **header) -> bytes:
+    from bitswap.container import CODING_DIRECT, ImageEntry
+    c = Container.from_bytes(bsw.read_bytes())
+    images = [ImageEntry(w, h, "L", CODING_DIRECT, 0, f"i{k}") for k, (w, h) in enumerate(sizes)]
+    return Container(replace(c.header, images=images, **header), c.payload, version).to_bytes()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_hostile_huge_batch_is_refused(env, bsw, tmp_path, version):
+    """7 KB claiming four 10000x10000 images in batches of 65536 (8.9 GB, > 5 min before)."""
+    f = _write(tmp_path / "f.bsw", _crafted(bsw, version, [(10000, 10000)] * 4, batch=65536))
+    _assert_refused(f, "patches per network call", tmp_path / "o", "--model", env["grey"])
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_hostile_huge_images_stop_when_the_message_ends(env, bsw, tmp_path, version):
+    """A small file claiming 10000x10000 images: decoding stops as soon as a pop would need
+    words the file does not hold (tens of minutes of garbage before)."""
+    sizes = [(10000, 10000)] * (4 if version == 2 else 1)
+    for _ in (1,):
+        f = _write(tmp_path / "f.bsw", _crafted(bsw, version, sizes))
+        _assert_refused(f, "ANS message ends before the images", tmp_path / "o", "--model", env["grey"])
+
+
+def test_hostile_sizes_over_the_limits(env, bsw, tmp_path):
+    for sizes, needle in (([(1 << 20, 1 << 20)], "megapixels"), ([(10001, 10000)], "--max-megapixels")):
+        _assert_refused(_write(tmp_path / "f.bsw", _crafted(bsw, 3, sizes)), needle, tmp_path / "o",
+                        "--model", env["grey"])
+    _assert_refused(_write(tmp_path / "f.bsw", _crafted(bsw, 3, [(100, 100)])), "--max-memory",
+                    tmp_path / "o", "--model", env["grey"], "--max-memory", "0.001")
+
+
+@pytest.mark.parametrize("name", ["mnist-nz8", "cifar10-nz8"])
+def test_hostile_bins_are_never_computed_unasked(env, tmp_path, name):
+    """quantbits 16 for a shipped model: new bins are refused (12.8 GB and 2 min before), and
+    with --allow-new-bins refused by the memory limit before anything is allocated."""
+    from bitswap import zoo
+    from bitswap.ans import Message
+    from bitswap.container import CODING_DIRECT, Header, ImageEntry
+    from bitswap.discretization import weights_hash
+    model = zoo.load(name)
+    ch = int(model.x_shape[0])
+    m = Message(16, seed=0)
+    m.push(np.arange(16, dtype=np.uint64), np.ones(16, dtype=np.uint64), 8)
+    h = Header(name, bytes.fromhex(weights_hash(model)), bytes(32), True, model.nz, 16, "uniform", 24, ch, 16,
+               64, 0, [ImageEntry(32, 32, "RGB" if ch == 3 else "L", CODING_DIRECT, 0, "x")])
+    f = _write(tmp_path / "f.bsw", Container(h, m.to_bytes(), 2).to_bytes())
+    _assert_refused(f, "neither shipped nor cached here; computing them takes minutes and memory "
+                       "(--allow-new-bins computes them)", tmp_path / "o")
+    _assert_refused(f, "more than the memory limit of 2000 MB (raise it with --max-memory)", tmp_path / "o",
+                    "--allow-new-bins")
+
+
+def test_hostile_initial_words_field(env, bsw, capsys, tmp_path):
+    """An initial-words field of 2**63 used to end in an OverflowError traceback."""
+    c = Container.from_bytes(bsw.read_bytes())
+    msg = bytearray(c.payload)
+    struct.pack_into("<Q", msg, 21, 1 << 63)
+    msg[-4:] = struct.pack("<I", zlib.crc32(bytes(msg[:-4])))
+    f = _write(tmp_path / "f.bsw", Container(c.header, bytes(msg), 3).to_bytes())
+    fail(capsys, "inconsistent initial-bits fields", "decompress", f, "-o", tmp_path / "o", "--model", env["grey"])
+    fail(capsys, "inconsistent initial-bits fields", "info", f)
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz_bsw", ROOT / "benchmarks" / "fuzz_bsw.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fuzz_decoder_with_recomputed_checksums(env):
+    """A fast derandomized subset of benchmarks/fuzz_bsw.py: mutated v1-v3 files whose both
+    CRCs are recomputed reach the decoder; every outcome is a clear error or identical pixels,
+    within the time and memory bound."""
+    fuzz = _fuzz_module()
+    model, files = fuzz.build(0)
+    outcomes = [fuzz.run_case(model, data, srcs) for data, srcs in fuzz.make_cases(files, 150, seed=1)]
+    bad = [o for o in outcomes if o.startswith(("crash", "wrong", "over"))]
+    assert not bad, bad
+    assert sum(o == "decoded" for o in outcomes) and sum(o.startswith("error") for o in outcomes) > 50
