@@ -229,7 +229,8 @@ def test_script_gives_the_same_bits_as_the_cli(env, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "mean" in out and "png" in out
     for k in ("c", "one"):
-        assert run(capsys, "compress", env[k], "-o", tmp_path / f"{k}.bsw", "--model", env["rgb"])[0] == 0
+        assert run(capsys, "compress", env[k], "-o", tmp_path / f"{k}.bsw", "--model", env["rgb"],
+                   "--model-only")[0] == 0
         assert (tmp_path / f"{k}.bsw").read_bytes() == (tmp_path / "res" / "bsw" / f"{k}.bsw").read_bytes()
 
 
