@@ -112,7 +112,10 @@ def cmd_compress(args) -> int:
             if s.dropped:
                 print(f"bitswap: note: {p}: metadata not kept: {', '.join(s.dropped)} (samples, mode, palette, "
                       "transparency and ICC profile are)", file=sys.stderr)
-    name = args.model or lib.choose_model_name({s.channels for s in srcs})
+    try:
+        name = args.model or lib.choose_model_name({s.channels for s in srcs})
+    except lib.ModelError as exc:
+        raise CLIError(f"{exc} (--model PATH)") from None
     model = lib.load_model(name, args.device)
     res = lib.compress(srcs, model, model_name=getattr(model, "name", None) or Path(name).stem,
                        bitswap=not args.bbans, quantbits=args.quantbits, strategy=args.bins,

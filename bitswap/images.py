@@ -199,7 +199,7 @@ def choose_model_name(channels: set[int], available: list[str] | None = None) ->
     if ranked(3):
         return ranked(3)[0]          # grey images replicated to RGB
     raise ModelError("no shipped model is installed (zoo.available() is empty); "
-                     "give a weights file with --model PATH")
+                     "give the path of a weights file")
 
 
 def load_model(name_or_path: str, device: str = "cpu"):

@@ -287,3 +287,50 @@ def test_the_model_is_kept_where_it_wins(mnist):
     out = lib.decompress(Container.from_bytes(res.data), mnist)
     for s, (_, px) in zip(srcs, out):
         np.testing.assert_array_equal(px, s.pixels)
+
+
+# ------------------------------------------------------------------------- version 3 reader
+
+def test_unimplemented_inference_mode_is_refused(grey):
+    """The exact integer network (inference 1) is reserved: this reader says so clearly."""
+    model, bins = grey
+    res = lib.compress([lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")], model, bins=bins, fallback=False)
+    c = res.container
+    exact = Container.from_bytes(Container(replace(c.header, inference=1), c.payload, 3).to_bytes())
+    assert "inference    1: exact integer network" in lib.describe(exact)
+    with pytest.raises(lib.ContainerError, match="exact integer network .* does not implement"):
+        lib.decompress(exact, model, bins=bins)
+
+
+def test_classical_only_files_decode_without_a_model(grey):
+    model, bins = grey
+    srcs = [lib.SourceImage(smooth_image(30, 20, 3, 1).transpose(2, 0, 1), name="c"),
+            lib.SourceImage(np.full((2, 5, 7), 3, np.uint8), "I;16", name="w")]
+    res = lib.compress(srcs, model, bins=bins)
+    c = Container.from_bytes(res.data)
+    assert c.payload == b"" and all(e.method for e in c.header.images)
+    for s, (e, px) in zip(srcs, lib.decompress(c, None)):
+        np.testing.assert_array_equal(px, s.pixels)
+    # a classical encoding that decodes to other samples is caught by the checksum
+    bad = Container(c.header, b"", 3, [c.blobs[0], lib.classical.encode(1, lib.SourceImage(
+        np.full((2, 5, 7), 4, np.uint8), "I;16"))])
+    bad.header.images[1].blob_length = len(bad.blobs[1])
+    with pytest.raises(lib.ChecksumMismatchError, match="w: decoded pixels differ"):
+        lib.decompress(Container.from_bytes(bad.to_bytes()), None)
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.mark.parametrize("bsw", sorted(GOLDEN.glob("*.bsw")), ids=lambda p: p.name)
+def test_golden_files(bsw):
+    """Committed .bsw files (tests/golden/NAME.bsw, their sources tests/golden/NAME/*.png) must
+    always decode to the same samples, transparency and ICC profile: a change is a breaking
+    change of the format. Decoded with the shipped model the file names."""
+    from bitswap import zoo
+    c = Container.from_bytes(bsw.read_bytes())
+    model = zoo.load(c.header.model_name) if c.model_coded else None
+    for e, px in lib.decompress(c, model):
+        want = lib.read_image(bsw.with_suffix("") / f"{e.name}.png")
+        assert (e.mode, e.extra, e.icc) == (want.mode, want.extra, want.icc)
+        np.testing.assert_array_equal(px, want.pixels)
