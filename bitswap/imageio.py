@@ -135,8 +135,8 @@ def _png_chunks(data: bytes):
 
 
 def _pnm_header(data: bytes):
-    """(magic, width, height, maxval) of a binary PPM/PGM, or None."""
-    if data[:2] not in (b"P5", b"P6"):
+    """(magic, width, height, maxval, data offset) of a PPM/PGM (binary or plain), or None."""
+    if data[:2] not in (b"P2", b"P3", b"P5", b"P6"):
         return None
     fields, pos = [], 2
     while len(fields) < 3 and pos < len(data):
@@ -244,6 +244,8 @@ def _read_exact(path: Path, head: bytes, im) -> SourceImage:
     pnm = _pnm_header(head)
     if pnm is not None:
         magic, w, h, maxval, off = pnm
+        if magic in (b"P2", b"P3") and maxval != 255:
+            raise ImageError(f"{where}: plain (text) PPM/PGM with maxval {maxval} is not supported (255 is)")
         if maxval == 65535:
             c = 3 if magic == b"P6" else 1
             raw = path.read_bytes()[off:]

@@ -369,6 +369,9 @@ def test_inputs_that_cannot_be_kept_exactly_are_refused(env, capsys, tmp_path):
          "--model", env["grey"])
     (tmp_path / "p10.pgm").write_bytes(b"P5 4 2 1023\n" + bytes(16))
     fail(capsys, "maxval 1023 is not supported", "compress", tmp_path / "p10.pgm", "-o", o, "--model", env["grey"])
+    (tmp_path / "p3.ppm").write_bytes(b"P3 1 1 65535\n1 2 300\n")
+    fail(capsys, "plain (text) PPM/PGM with maxval 65535", "compress", tmp_path / "p3.ppm", "-o", o,
+         "--model", env["grey"])
     assert not o.exists()
 
 
