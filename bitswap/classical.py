@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .container import METHOD_JXL, METHOD_PNG, METHOD_WEBP, METHODS, WIDE_MODES
-from .imageio import ImageError, SourceImage, _to_source, join16, png16, restore_image, split16
+from .imageio import ImageError, SourceImage, _to_source, join16, png16, png16_decode, restore_image, split16
 
 
 def _webp_ok() -> bool:
@@ -66,11 +66,13 @@ def encode(method: int, src: SourceImage) -> bytes | None:
 def decode(method: int, blob: bytes, mode: str, width: int, height: int, planes: int) -> np.ndarray:
     """The coded planes of an image stored with ``method``; ImageError if the bytes do not
     decode to ``planes`` planes of the recorded size (a grey image WebP returns as RGB is
-    taken back to one plane)."""
+    taken back to one plane). The size a codec's own header claims is checked before it
+    allocates anything, so a damaged or hostile encoding cannot ask for more memory than the
+    recorded size (which the caller's limits bound)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            got = _decode(method, blob, mode)
+            got = _decode(method, blob, mode, width, height, planes)
     except ImageError:
         raise
     except Exception as exc:  # any codec error on corrupt bytes
@@ -83,36 +85,31 @@ def decode(method: int, blob: bytes, mode: str, width: int, height: int, planes:
     return np.ascontiguousarray(got)
 
 
-def _decode(method: int, blob: bytes, mode: str) -> np.ndarray:
+def _decode(method: int, blob: bytes, mode: str, width: int, height: int, planes: int) -> np.ndarray:
     from PIL import Image
     if mode in WIDE_MODES:
-        import imagecodecs
-        a = imagecodecs.png_decode(blob) if method == METHOD_PNG else imagecodecs.jpegxl_decode(blob)
-        a = np.asarray(a)
-        if a.dtype != np.uint16:
-            raise ImageError("16-bit image data decodes to another sample type")
-        return split16(a.reshape(a.shape[0], a.shape[1], -1))
-    if method == METHOD_PNG:
+        c = planes // 2
+        if method == METHOD_PNG:
+            a = png16_decode(blob, (width, height))
+        elif method == METHOD_JXL:
+            import imagecodecs
+            a = imagecodecs.jpegxl_decode(blob, out=np.empty((height, width) + ((c,) if c > 1 else ()), np.uint16))
+        else:
+            raise ImageError(f"no {METHODS.get(method, method)} encoding of 16-bit images")
+        return split16(np.asarray(a).reshape(height, width, c))
+    if method in (METHOD_PNG, METHOD_WEBP):
         with Image.open(io.BytesIO(blob)) as im:
+            if im.format != ("PNG" if method == METHOD_PNG else "WEBP") or im.size != (width, height):
+                raise ImageError(f"the {METHODS[method]} data is not a {width}x{height} image")
             im.load()
-            if im.format != "PNG":
-                raise ImageError("the PNG data is not a PNG")
-            return _to_source(im, "PNG data").pixels
-    if method == METHOD_WEBP:
-        with Image.open(io.BytesIO(blob)) as im:
-            im.load()
-            if im.format != "WEBP":
-                raise ImageError("the WebP data is not WebP")
-            a = np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
-    elif method == METHOD_JXL:
+            if method == METHOD_PNG:
+                return _to_source(im, "PNG data").pixels
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+    if method == METHOD_JXL:
         import imagecodecs
-        a = np.asarray(imagecodecs.jpegxl_decode(blob))
-        if a.dtype != np.uint8:
-            raise ImageError("JPEG XL data decodes to another sample type")
-        a = a.reshape(a.shape[0], a.shape[1], -1).transpose(2, 0, 1)
-    else:
-        raise ImageError(f"unknown coding method {method}")
-    return np.ascontiguousarray(a)
+        a = imagecodecs.jpegxl_decode(blob, out=np.empty((height, width) + ((3,) if planes == 3 else ()), np.uint8))
+        return np.asarray(a).reshape(height, width, -1).transpose(2, 0, 1)
+    raise ImageError(f"unknown coding method {method}")
 
 
 def candidates(src: SourceImage) -> dict[int, bytes]:

@@ -364,6 +364,45 @@ def png16(samples: np.ndarray, key: bytes = b"", icc: bytes = b"", level: int = 
     return b"".join(parts)
 
 
+def png16_decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The uint16 (H, W, C) samples of a PNG as :func:`png16` writes it (16-bit grey or RGB,
+    filter 0, not interlaced) of ``size`` (width, height) if given; ImageError for anything
+    else, before allocating. Used for the fallback's 16-bit PNGs instead of libpng, which
+    prints warnings of its own on damaged data."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ImageError("not a PNG")
+    chunks, pos = {}, len(PNG_SIGNATURE)
+    idat = []
+    while pos + 12 <= len(data):
+        (n,) = struct.unpack_from(">I", data, pos)
+        kind, body = data[pos + 4: pos + 8], data[pos + 8: pos + 8 + n]
+        if len(body) != n or pos + 12 + n > len(data) or \
+                struct.unpack_from(">I", data, pos + 8 + n)[0] != zlib.crc32(body, zlib.crc32(kind)):
+            raise ImageError("damaged PNG chunk")
+        (idat.append(body) if kind == b"IDAT" else chunks.setdefault(kind, body))
+        pos += 12 + n
+        if kind == b"IEND":
+            break
+    ihdr = chunks.get(b"IHDR", b"")
+    if len(ihdr) != 13 or b"IEND" not in chunks:
+        raise ImageError("incomplete PNG")
+    w, h, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if depth != 16 or colour not in (0, 2) or (comp, filt, interlace) != (0, 0, 0):
+        raise ImageError("not a 16-bit grey or RGB PNG as written by bitswap")
+    if size is not None and (w, h) != tuple(size):
+        raise ImageError(f"PNG of {w}x{h}, not {size[0]}x{size[1]}")
+    c = 1 if colour == 0 else 3
+    row = 1 + 2 * w * c
+    z = zlib.decompressobj()
+    raw = z.decompress(b"".join(idat), h * row + 1)
+    if len(raw) != h * row or z.unconsumed_tail or not z.eof:
+        raise ImageError("PNG image data of the wrong size")
+    rows = np.frombuffer(raw, np.uint8).reshape(h, row)
+    if rows[:, 0].any():
+        raise ImageError("PNG row filters other than 0")
+    return rows[:, 1:].copy().view(">u2").reshape(h, w, c).astype(np.uint16)
+
+
 def save_png(f, pixels: np.ndarray, mode: str, extra: bytes = b"", icc: bytes = b"") -> None:
     """Write the image as a PNG into the binary file object ``f``: the original samples,
     mode, palette, transparency key and ICC profile."""
