@@ -110,11 +110,17 @@ def file_samples(pixels: np.ndarray, mode: str, extra: bytes = b"") -> bytes:
     mode 1, an opaque alpha channel included for LA/RGBA."""
     if mode in WIDE_MODES:
         return join16(pixels).astype(">u2").tobytes()
-    if mode == "P":
-        return np.asarray(restore_image(pixels, mode, extra)).astype(np.uint8).tobytes()
+    if mode in ("P", "1"):        # what restore_image (and so the written file) holds
+        img = restore_image(pixels, mode, extra)
+        if mode == "P":
+            pal = np.frombuffer(extra, np.uint8, offset=1).reshape(-1, extra[0])
+            same = np.array_equal(pal[np.asarray(img)].transpose(2, 0, 1), pixels)
+        else:
+            same = bool(np.isin(pixels, (0, 255)).all())
+        if not same:
+            raise ImageError(f"planes that no mode-{mode} image has (not its palette colours, or not 0/255)")
+        return np.asarray(img).astype(np.uint8).tobytes()
     hwc = np.ascontiguousarray(np.asarray(pixels, np.uint8).transpose(1, 2, 0))
-    if mode == "1":
-        return (hwc > 0).astype(np.uint8).tobytes()
     if mode in ("LA", "RGBA"):
         return np.concatenate([hwc, np.full(hwc.shape[:2] + (1,), 255, np.uint8)], axis=2).tobytes()
     return hwc.tobytes()
