@@ -61,12 +61,14 @@ class SourceImage:
         self.pixels = np.ascontiguousarray(p)
         if not self.mode:
             self.mode = {1: "L", 3: "RGB", 2: "I;16", 6: "RGB;16"}[p.shape[0]]
-        if (self.mode in WIDE_MODES) != (p.shape[0] in (2, 6)):
+        legacy = self.mode == "I;16" and p.shape[0] == 1       # versions 1/2: 8-bit values, one plane
+        if (self.mode in WIDE_MODES) != (p.shape[0] in (2, 6)) and not legacy:
             raise ImageError(f"mode {self.mode} with {p.shape[0]} byte planes")
 
     @property
     def wide(self) -> bool:
-        return self.mode in WIDE_MODES
+        """16-bit samples as two byte planes per channel."""
+        return self.mode in WIDE_MODES and self.pixels.shape[0] in (2, 6)
 
     @property
     def channels(self) -> int:
@@ -412,7 +414,7 @@ def png16_decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray
 def save_png(f, pixels: np.ndarray, mode: str, extra: bytes = b"", icc: bytes = b"") -> None:
     """Write the image as a PNG into the binary file object ``f``: the original samples,
     mode, palette, transparency key and ICC profile."""
-    if mode in WIDE_MODES:
+    if mode in WIDE_MODES and pixels.shape[0] in (2, 6):        # (version 1/2 I;16: one plane, below)
         f.write(png16(join16(pixels), extra, icc))
         return
     img = restore_image(pixels, mode, extra)

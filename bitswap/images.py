@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +339,9 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
         raise ValueError(f"cannot write .bsw version {format_version}")
     v3 = format_version >= 3
     images = [im if isinstance(im, SourceImage) else SourceImage(im) for im in images]
+    if v3:        # an I;16 image of one plane (8-bit values, as versions 1/2 coded it): add its high bytes
+        images = [replace(im, pixels=np.concatenate([np.zeros_like(im.pixels), im.pixels]))
+                  if im.mode == "I;16" and not im.wide else im for im in images]
     (limits or Limits()).check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
     mch = model_channels(model)
     subpixels = sum(im.subpixels for im in images)

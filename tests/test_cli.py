@@ -544,3 +544,24 @@ def test_fuzz_decoder_with_recomputed_checksums(fuzz_files, which, seed):
     data, srcs = files[which]
     outcome = fuzz.run_case(model, fuzz.mutate(np.random.default_rng(seed), data), srcs)
     assert outcome == "decoded" or outcome.startswith("error: "), outcome
+
+
+def test_version_2_files_still_decode_through_the_cli(env, capsys, tmp_path):
+    """Files of the previous format (I;16 coded as one plane, palette images) decode as before."""
+    from PIL import Image
+
+    from bitswap import images as lib
+    g = smooth_image(20, 30, 1, 4)
+    Image.fromarray(g.astype(np.uint16)).save(tmp_path / "i16.png")
+    Image.fromarray(g).convert("P").save(tmp_path / "pal.png")
+    save_png(tmp_path / "g.png", g)
+    srcs = [lib.read_image(tmp_path / f"{n}.png") for n in ("i16", "pal", "g")]
+    srcs[0] = lib.SourceImage(srcs[0].pixels[1:], "I;16", name="i16")          # the v2 coding: one plane
+    model = lib.load_model(str(env["grey"]))
+    res = lib.compress(srcs, model, format_version=2, fallback=False)
+    bsw = _write(tmp_path / "v2.bsw", res.data)
+    assert bsw.read_bytes()[8:10] == b"\x02\x00"
+    rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
+    assert rc == 0, err
+    for n in ("i16", "pal", "g"):
+        assert same_image(tmp_path / f"{n}.png", tmp_path / "dec" / f"{n}.png"), n
