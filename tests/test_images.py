@@ -216,7 +216,7 @@ def test_version_1_files_still_decode_and_version_2_needs_fewer_initial_bits(rgb
 
 # ------------------------------------------------------------------- the fallback (issue 16)
 
-def _text_scan(w: int = 240, h: int = 96) -> np.ndarray:
+def _text_scan(w: int = 160, h: int = 64) -> np.ndarray:
     from PIL import Image, ImageDraw
     page = Image.new("1", (w, h), 1)
     draw = ImageDraw.Draw(page)
@@ -229,9 +229,9 @@ def _grey_photo(shared_data) -> np.ndarray:
     from PIL import Image
     path = shared_data / "kodak" / "kodim05.png"
     if not path.exists():
-        return smooth_image(96, 128, 1, 9)[None]
+        return smooth_image(64, 96, 1, 9)[None]
     with Image.open(path) as im:
-        return np.asarray(im.convert("L"))[None, 100:196, 200:328].copy()
+        return np.asarray(im.convert("L"))[None, 100:164, 200:296].copy()
 
 
 def _overhead(res) -> int:
