@@ -70,7 +70,7 @@ def run(args) -> dict:
     for path in paths:
         src = lib.read_image(path)
         row = {"image": path.name, "width": src.size[0], "height": src.size[1], "mode": src.mode,
-               "subpixels": int(src.pixels.size)}
+               "subpixels": int(src.subpixels)}
         line = f"{path.name:14s} {src.size[0]}x{src.size[1]} {src.mode:4s}"
         if not args.baselines_only:
             if model is None:
@@ -82,7 +82,8 @@ def run(args) -> dict:
             res = lib.compress([src], model, model_name=getattr(model, "name", None) or Path(name).stem,
                                bitswap=bool(args.bitswap), quantbits=args.quantbits, strategy=args.bins,
                                lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty(), bins=bins)
+                               progress=not args.quiet and sys.stderr.isatty(), bins=bins,
+                               fallback=False)      # this script measures the model
             dest = out / "bsw" / f"{path.stem}.bsw"
             atomic_write_bytes(dest, res.data)
             t_dec = float("nan")

@@ -82,10 +82,14 @@ def _check_precision(precision: int) -> np.uint64:
     return np.uint64(precision)
 
 
+class MessageExhausted(ValueError):
+    """A pop needed words beyond the message's data and its allowed initial words."""
+
+
 class Message:
     """``lanes`` parallel rANS heads over growable uint32 tails (one per stream)."""
 
-    __slots__ = ("head", "_tail", "_n", "seed", "seed_streams", "initial_words")
+    __slots__ = ("head", "_tail", "_n", "seed", "seed_streams", "initial_words", "initial_limit")
 
     def __init__(self, lanes: int, seed: int | None = None, streams: int = 1,
                  seed_streams=None):
@@ -102,6 +106,10 @@ class Message:
         self.seed_streams = (np.arange(streams, dtype=np.int64) if seed_streams is None
                              else np.asarray(seed_streams, dtype=np.int64).reshape(streams))
         self.initial_words = np.zeros(streams, dtype=np.int64)
+        # Most initial words a stream may consume (None: unbounded). A decoder sets it to the
+        # count the file records: decoding mirrors encoding, so a valid file never needs more,
+        # and a pop that would is reported (MessageExhausted) instead of decoding garbage.
+        self.initial_limit = None
 
     # ------------------------------------------------------------------ size
     @property
@@ -153,6 +161,7 @@ class Message:
         other.seed = self.seed
         other.seed_streams = self.seed_streams.copy()
         other.initial_words = self.initial_words.copy()
+        other.initial_limit = self.initial_limit
         return other
 
     def __eq__(self, other: object) -> bool:
@@ -198,6 +207,10 @@ class Message:
             raise ValueError(
                 "ANS message underflow: the data is truncated or corrupt, or a pop "
                 "needed initial bits on a message created without a seed")
+        if self.initial_limit is not None and int(self.initial_words[g]) + missing > self.initial_limit:
+            raise MessageExhausted(
+                "ANS message exhausted: a pop needs more words than the data holds (plus the "
+                f"{self.initial_limit} initial words it records); truncated or corrupt data")
         n = int(self._n[g])
         self._reserve(n + missing)
         # Word j of the seed stream sits at depth j below the bottom: it lands reversed.
@@ -364,7 +377,7 @@ class Message:
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[: -_CRC.size]) != crc:
             raise ValueError("ANS message: checksum mismatch (corrupt data)")
-        if (seed_field == 0 and initial_words) or seed_stream >= (1 << 62):
+        if (seed_field == 0 and initial_words) or seed_stream >= (1 << 62) or initial_words >= (1 << 62):
             raise ValueError("ANS message: inconsistent initial-bits fields (corrupt data)")
         off = _HEADER.size
         head = np.frombuffer(data, dtype="<u8", count=lanes, offset=off).astype(np.uint64)

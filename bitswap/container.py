@@ -39,6 +39,25 @@ Layout (versions 1 and 2: the same bytes), all integers little-endian::
     22+H    L     ANS message (Message.to_bytes: its own magic, lengths and CRC-32)
     22+H+L  4     CRC-32 of every byte before it
 
+Version 3 (written by this program) keeps every field above and adds:
+
+- after the fixed header fields, ``u8 inference``: how the network computes on the coding
+  path (0 = float32 as in versions 1 and 2; 1 = the exact integer network, not implemented by
+  this reader yet: refused with a clear error);
+- mode 8 ``RGB;16`` (16-bit RGB); modes ``I;16`` and ``RGB;16`` are coded as 2 C byte planes
+  (the high bytes of every channel, then the low bytes), so any 16-bit value is exact;
+- per image, after ``extra`` (which for modes L, RGB, I;16, RGB;16 may now hold the PNG tRNS
+  colour key, 2 or 6 bytes big-endian as in PNG):
+    u32  ICC profile length (0..MAX_ICC), then the profile bytes (uncompressed)
+    u8   method: 0 = coded by the model on the ANS message; 1 PNG, 2 WebP lossless,
+         3 JPEG XL lossless (a classical encoding of this image, see bitswap.classical)
+    u64  length of the classical encoding (0 for method 0)
+    u8   number of measured costs (0..8), then per cost: u8 method, u64 bytes
+         (what each coding would have cost at compression time; informative only)
+- the payload length L may be 0 (no image is coded by the model: no ANS message), and the
+  classical encodings follow the ANS message, in image order, before the final CRC;
+- the pixel checksum (pixel_checksum_v3) covers the samples as the image file holds them.
+
 Nothing may follow the final CRC. A file decodes only with the model whose weights hash
 matches and with bins whose digest matches: the reader checks both (:mod:`bitswap.images`).
 """
@@ -51,12 +70,26 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC = b"\x89BSW\r\n\x1a\n"
-VERSION = 2
-READ_VERSIONS = (1, 2)
+VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 
-# Original Pillow modes the coder can restore exactly (code -> mode, coded channels).
-MODES = {1: "L", 2: "RGB", 3: "1", 4: "LA", 5: "RGBA", 6: "P", 7: "I;16"}
+# Original modes the coder can restore exactly (code -> mode). RGB;16 is version 3 only.
+MODES = {1: "L", 2: "RGB", 3: "1", 4: "LA", 5: "RGBA", 6: "P", 7: "I;16", 8: "RGB;16"}
 MODE_CODES = {m: c for c, m in MODES.items()}
+WIDE_MODES = ("I;16", "RGB;16")      # 16-bit samples: two byte planes per channel in version 3
+
+# How the network computes on the coding path (version 3 header field).
+INFERENCE_FLOAT32, INFERENCE_EXACT = 0, 1
+INFERENCE_NAMES = {INFERENCE_FLOAT32: "float32 network (decodes where it was encoded)",
+                   INFERENCE_EXACT: "exact integer network"}
+READ_INFERENCE = (INFERENCE_FLOAT32,)    # the values this reader implements
+
+# Per-image coding method (version 3): the model, or a classical lossless encoding.
+METHOD_MODEL, METHOD_PNG, METHOD_WEBP, METHOD_JXL = 0, 1, 2, 3
+METHODS = {METHOD_MODEL: "model", METHOD_PNG: "PNG", METHOD_WEBP: "WebP lossless",
+           METHOD_JXL: "JPEG XL lossless"}
+MAX_COSTS = 8
+MAX_ICC = 1 << 22
 CODING_DIRECT, CODING_PLANES, CODING_REPLICATE = 0, 1, 2
 CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "RGB as 3 grey planes",
            CODING_REPLICATE: "grey replicated to RGB"}
@@ -69,7 +102,7 @@ MAX_IMAGES = 1 << 16
 MAX_LANES = 1 << 16
 MAX_BATCH = 1 << 16
 MAX_EXTRA = 1024
-MAX_HEADER = 64 + 255 + MAX_IMAGES * (18 + 255 + 2 + MAX_EXTRA)
+MAX_HEADER = 64 + 255 + MAX_IMAGES * (18 + 255 + 2 + MAX_EXTRA + 14 + 9 * MAX_COSTS) + MAX_ICC
 MAX_PAYLOAD = 1 << 40
 
 _PREFIX = struct.Struct("<8sHI")
@@ -78,6 +111,7 @@ _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_COST = struct.Struct("<BQ")
 _IMAGE = struct.Struct("<IIBBI")
 _NAME_RE = re.compile(r"^[^/\\\x00-\x1f]+$")
 
@@ -90,6 +124,16 @@ def pixel_checksum(mode: str, width: int, height: int, pixels: bytes, extra: byt
     """CRC-32 of the original image: ``"{mode}:{width}x{height};"`` (ASCII), the extra bytes
     (palette), then the coded uint8 (C, H, W) pixel bytes, C-order."""
     return zlib.crc32(pixels, zlib.crc32(bytes(extra), zlib.crc32(f"{mode}:{width}x{height};".encode())))
+
+
+def pixel_checksum_v3(mode: str, width: int, height: int, samples: bytes, extra: bytes = b"",
+                      icc: bytes = b"") -> int:
+    """Version 3: CRC-32 of ``"{mode}:{width}x{height};"``, the extra bytes (palette or tRNS
+    key), the ICC profile, then the samples as the image file holds them, row-major with
+    interleaved channels (see :func:`bitswap.imageio.file_samples`): palette indices for P,
+    0/1 for mode 1, the alpha channel of LA/RGBA, big-endian 16-bit words for I;16 and RGB;16."""
+    crc = zlib.crc32(f"{mode}:{width}x{height};".encode())
+    return zlib.crc32(samples, zlib.crc32(bytes(icc), zlib.crc32(bytes(extra), crc)))
 
 
 def safe_name(name: str) -> bool:
@@ -107,14 +151,24 @@ class ImageEntry:
     coding: int               # CODING_*
     checksum: int             # pixel_checksum of the original
     name: str = ""            # file stem written by decompress
-    extra: bytes = b""        # palette of a mode-P image (RGB triples)
+    extra: bytes = b""        # palette of a mode-P image; the tRNS key of L/RGB/I;16/RGB;16 (v3)
+    icc: bytes = b""          # ICC profile (version 3)
+    method: int = METHOD_MODEL            # version 3: METHOD_*
+    blob_length: int = 0                  # bytes of the classical encoding (method != model)
+    costs: dict = field(default_factory=dict)   # method -> bytes measured when compressing
+    wide: bool = False        # version 3 16-bit modes: coded as high then low byte planes
 
     @property
     def channels(self) -> int:
-        """Channels of the image as coded (1 grey, 3 RGB)."""
+        """Colour channels of the image as coded (1 grey, 3 RGB)."""
         if self.mode == "P":
             return self.extra[0] if self.extra else 0
-        return 3 if self.mode in ("RGB", "RGBA") else 1
+        return 3 if self.mode in ("RGB", "RGBA", "RGB;16") else 1
+
+    @property
+    def planes(self) -> int:
+        """uint8 planes of the image as coded: channels, twice that for 16-bit samples."""
+        return self.channels * (2 if self.wide else 1)
 
 
 @dataclass
@@ -132,44 +186,74 @@ class Header:
     batch: int
     seed: int
     images: list[ImageEntry] = field(default_factory=list)
+    inference: int = INFERENCE_FLOAT32    # version 3 only (INFERENCE_*)
 
 
 @dataclass
 class Container:
     header: Header
-    payload: bytes            # Message.to_bytes() of the single-stream ANS message
+    payload: bytes            # Message.to_bytes() of the single-stream ANS message (v3: b"" if none)
     version: int = VERSION    # the format version (the patch batches' growth rule)
+    blobs: list = field(default_factory=list)   # v3: classical encodings, in image order
 
     # ---------------------------------------------------------------- write
     def to_bytes(self) -> bytes:
         h = self.header
-        _validate_header(h)
         if self.version not in READ_VERSIONS:
             raise ContainerError(f"invalid .bsw version {self.version}")
+        _validate_header(h, self.version)
+        v3 = self.version >= 3
+        if v3 and len(self.blobs) != sum(im.method != METHOD_MODEL for im in h.images):
+            raise ContainerError("invalid .bsw container: one classical encoding per classically coded image")
+        if v3 and [len(b) for b in self.blobs] != [im.blob_length for im in h.images if im.method]:
+            raise ContainerError("invalid .bsw container: classical encoding lengths differ from the header")
+        if not v3 and self.blobs:
+            raise ContainerError(f"invalid .bsw container: version {self.version} has no classical encodings")
         parts = [_FIXED.pack(int(bool(h.bitswap)), h.nz, h.quantbits, STRATEGY_CODES[h.strategy],
                              h.precision, h.model_channels, h.lanes, h.batch, h.seed,
                              h.model_hash, h.bins_digest)]
+        if v3:
+            parts.append(_U8.pack(h.inference))
         name = h.model_name.encode("utf-8")
         parts += [_U8.pack(len(name)), name, _U32.pack(len(h.images))]
         for im in h.images:
             n = im.name.encode("utf-8")
             parts += [_IMAGE.pack(im.width, im.height, MODE_CODES[im.mode], im.coding, im.checksum),
                       _U8.pack(len(n)), n, _U16.pack(len(im.extra)), bytes(im.extra)]
+            if v3:
+                parts += [_U32.pack(len(im.icc)), bytes(im.icc), _U8.pack(im.method), _U64.pack(im.blob_length),
+                          _U8.pack(len(im.costs))]
+                parts += [_COST.pack(m, min(b, (1 << 64) - 1)) for m, b in sorted(im.costs.items())]
         body = b"".join(parts)
         out = b"".join([_PREFIX.pack(MAGIC, self.version, len(body)), body,
-                        _U64.pack(len(self.payload)), bytes(self.payload)])
+                        _U64.pack(len(self.payload)), bytes(self.payload), *map(bytes, self.blobs)])
         return out + _U32.pack(zlib.crc32(out))
 
     def message(self):
         """The ANS message of the payload, checked against the header (ContainerError if not)."""
         from .ans import Message
+        if not self.payload and self.version >= 3:
+            raise ContainerError("corrupt .bsw file (no ANS message, yet an image is coded by the model)")
         try:
             msg = Message.from_bytes(self.payload)
         except ValueError as exc:
             raise ContainerError(f"corrupt .bsw file ({exc})") from None
         if msg.lanes != self.header.lanes or msg.seed != self.header.seed or msg.streams != 1:
             raise ContainerError("corrupt .bsw file (the ANS message does not match the header's lanes/seed)")
+        # Decoding mirrors encoding: a valid file never needs initial bits beyond the count it
+        # records, so the decoder stops as soon as a pop would (work bounded by the file).
+        msg.initial_limit = int(msg.initial_words[0])
         return msg
+
+    @property
+    def model_coded(self) -> list[ImageEntry]:
+        """The images coded by the model (all of them before version 3)."""
+        return [im for im in self.header.images if im.method == METHOD_MODEL]
+
+    def blob(self, entry: ImageEntry) -> bytes:
+        """The classical encoding of a classically coded image (version 3)."""
+        k = [im for im in self.header.images if im.method != METHOD_MODEL].index(entry)
+        return self.blobs[k]
 
     # ----------------------------------------------------------------- read
     @classmethod
@@ -190,16 +274,25 @@ class Container:
         (crc,) = _U32.unpack_from(data, len(data) - _U32.size)
         if zlib.crc32(data[: -_U32.size]) != crc:
             raise ContainerError("corrupt or truncated .bsw file (file checksum mismatch)")
-        header = _parse_header(data[_PREFIX.size: _PREFIX.size + hlen])
+        header = _parse_header(data[_PREFIX.size: _PREFIX.size + hlen], version)
         off = _PREFIX.size + hlen
         (plen,) = _U64.unpack_from(data, off)
         off += _U64.size
-        if plen > MAX_PAYLOAD or off + plen + _U32.size != len(data):
+        lengths = [im.blob_length for im in header.images if im.method != METHOD_MODEL]
+        if plen > MAX_PAYLOAD or off + plen + sum(lengths) + _U32.size != len(data):
             raise ContainerError("corrupt .bsw file (payload length does not match the file size)")
-        return cls(header, data[off: off + plen], version)
+        if version >= 3 and (plen == 0) != all(im.method != METHOD_MODEL for im in header.images):
+            raise ContainerError("corrupt .bsw file (an ANS message is present exactly when an image "
+                                 "is coded by the model)")
+        payload, off = data[off: off + plen], off + plen
+        blobs = []
+        for n in lengths:
+            blobs.append(data[off: off + n])
+            off += n
+        return cls(header, payload, version, blobs)
 
 
-def _validate_header(h: Header) -> None:
+def _validate_header(h: Header, version: int = VERSION) -> None:
     """Raise ContainerError unless every field is within the format's bounds."""
     def need(cond, what):
         if not cond:
@@ -218,6 +311,8 @@ def _validate_header(h: Header) -> None:
     need(1 <= h.batch <= MAX_BATCH, f"batch={h.batch} outside 1..{MAX_BATCH}")
     need(0 <= h.seed < (1 << 63), "seed outside [0, 2**63)")
     need(1 <= len(h.images) <= MAX_IMAGES, f"image count {len(h.images)} outside 1..{MAX_IMAGES}")
+    need(version >= 3 or h.inference == INFERENCE_FLOAT32, "inference mode needs version 3")
+    need(h.inference in INFERENCE_NAMES, f"unknown inference mode {h.inference}")
     names = set()
     for k, im in enumerate(h.images):
         need(1 <= im.width <= MAX_SIDE and 1 <= im.height <= MAX_SIDE,
@@ -232,9 +327,36 @@ def _validate_header(h: Header) -> None:
         if im.mode == "P":
             need(len(im.extra) >= 2 and im.extra[0] in (1, 3) and (len(im.extra) - 1) % im.extra[0] == 0
                  and (len(im.extra) - 1) // im.extra[0] <= 256, f"image {k}: malformed palette")
+        elif version >= 3 and im.mode in ("L", "RGB", "I;16", "RGB;16"):
+            need(len(im.extra) in (0, 2 * im.channels), f"image {k}: malformed transparency key")
+            need(im.mode in WIDE_MODES or not any(im.extra[0::2]), f"image {k}: transparency key above 255")
         else:
             need(not im.extra, f"image {k}: extra data on a mode-{im.mode} image")
-        c = im.channels
+        if version >= 3:
+            need(im.wide == (im.mode in WIDE_MODES), f"image {k}: 16-bit flag does not match mode {im.mode}")
+            need(len(im.icc) <= MAX_ICC, f"image {k}: ICC profile longer than {MAX_ICC} bytes")
+            need(im.method in METHODS, f"image {k} has unknown coding method {im.method}")
+            need((im.method == METHOD_MODEL) == (im.blob_length == 0),
+                 f"image {k}: classical encoding length {im.blob_length} does not match its method")
+            need(im.blob_length <= MAX_PAYLOAD, f"image {k}: classical encoding too long")
+            need(len(im.costs) <= MAX_COSTS and all(m in METHODS for m in im.costs),
+                 f"image {k}: malformed cost list")
+            if im.method != METHOD_MODEL:
+                need(im.coding == CODING_DIRECT, f"image {k}: a classically coded image has coding 0")
+                continue
+        else:
+            need(not im.wide and im.mode != "RGB;16" and not im.icc and im.method == METHOD_MODEL
+                 and not im.costs, f"image {k}: version {version} has no 16-bit, ICC or classical images")
+        c, p = im.channels, im.planes
+        if version >= 3:
+            m = h.model_channels
+            if im.coding == CODING_DIRECT:
+                need(p == m, f"image {k}: {p}-plane image coded directly with a {m}-channel model")
+            elif im.coding == CODING_PLANES:
+                need(p > m and p % m == 0, f"image {k}: {p} planes do not split into {m}-channel images")
+            else:
+                need(m == 3 and c == 1, f"image {k}: replicated coding needs a grey image and a 3-channel model")
+            continue
         if im.coding == CODING_DIRECT:
             need(c == h.model_channels, f"image {k}: {c}-channel image coded directly with a "
                                         f"{h.model_channels}-channel model")
@@ -246,7 +368,7 @@ def _validate_header(h: Header) -> None:
                                                    "and a 3-channel model")
 
 
-def _parse_header(buf: bytes) -> Header:
+def _parse_header(buf: bytes, version: int = VERSION) -> Header:
     pos = 0
 
     def take(st: struct.Struct):
@@ -272,6 +394,9 @@ def _parse_header(buf: bytes) -> Header:
             raise ContainerError(f"corrupt .bsw file ({what} is not UTF-8)") from None
 
     flags, nz, qb, strat, prec, mch, lanes, batch, seed, mhash, bdigest = take(_FIXED)
+    (inference,) = take(_U8) if version >= 3 else (INFERENCE_FLOAT32,)
+    if inference not in INFERENCE_NAMES:
+        raise ContainerError(f"corrupt .bsw file (unknown inference mode {inference})")
     if flags & ~1:
         raise ContainerError(f"corrupt .bsw file (unknown flags 0x{flags:02x})")
     if strat not in STRATEGY_NAMES:
@@ -291,13 +416,28 @@ def _parse_header(buf: bytes) -> Header:
         (le,) = take(_U16)
         if le > MAX_EXTRA:
             raise ContainerError(f"corrupt .bsw file (image {k} extra data of {le} bytes)")
-        images.append(ImageEntry(w, hgt, MODES[mode], coding, crc, name, take_bytes(le)))
+        entry = ImageEntry(w, hgt, MODES[mode], coding, crc, name, take_bytes(le))
+        if version >= 3:
+            (li,) = take(_U32)
+            if li > MAX_ICC:
+                raise ContainerError(f"corrupt .bsw file (image {k} ICC profile of {li} bytes)")
+            entry.icc = take_bytes(li)
+            (entry.method,) = take(_U8)
+            (entry.blob_length,) = take(_U64)
+            (ncost,) = take(_U8)
+            if ncost > MAX_COSTS:
+                raise ContainerError(f"corrupt .bsw file (image {k} lists {ncost} costs)")
+            entry.costs = dict(take(_COST) for _ in range(ncost))
+            if len(entry.costs) != ncost:
+                raise ContainerError(f"corrupt .bsw file (image {k} lists a cost twice)")
+            entry.wide = entry.mode in WIDE_MODES
+        images.append(entry)
     if pos != len(buf):
         raise ContainerError("corrupt .bsw file (header length does not match its fields)")
     header = Header(model_name, mhash, bdigest, bool(flags & 1), nz, qb, STRATEGY_NAMES[strat], prec,
-                    mch, lanes, batch, seed, images)
+                    mch, lanes, batch, seed, images, inference)
     try:
-        _validate_header(header)
+        _validate_header(header, version)
     except ContainerError as exc:
         raise ContainerError(f"corrupt .bsw file ({str(exc).removeprefix('invalid .bsw header: ')})") from None
     return header

@@ -375,12 +375,19 @@ def compute_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFA
     return LatentBins(edges, centres, quantbits, strategy)
 
 
+class BinsNotCachedError(LookupError):
+    """The latent bins asked for are not in the cache (and computing them was not allowed)."""
+
+
 def cached_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAULT_STRATEGY,
                 data: np.ndarray | None = None, nsamples: int = DEFAULT_SAMPLES, seed: int = 0,
-                cache_dir: str | os.PathLike | None = None, data_tag: str = "") -> LatentBins:
+                cache_dir: str | os.PathLike | None = None, data_tag: str = "",
+                compute: bool = True) -> LatentBins:
     """:func:`compute_bins`, cached on disk by model hash and settings.
 
     ``data_tag`` names the data the posterior samples come from (part of the key).
+    ``compute=False`` raises :class:`BinsNotCachedError` instead of computing missing bins
+    (a decoder of untrusted files must not be made to spend minutes and gigabytes on them).
     """
     settings = f"{quantbits}-{strategy}-{nsamples}-{seed}-{data_tag if data is not None else 'prior'}"
     if strategy == "adaptive":
@@ -393,6 +400,8 @@ def cached_bins(model, quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAU
             return LatentBins.load(path)
         except ValueError:
             pass                                  # corrupt cache entry: recompute
+    if not compute:
+        raise BinsNotCachedError(f"no cached latent bins for these settings in {path.parent}")
     bins = compute_bins(model, quantbits, strategy, data, nsamples, seed)
     # a writer killed between its write and its rename left a temporary file: nobody else will
     remove_stale_temporaries(path.parent)

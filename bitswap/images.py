@@ -1,35 +1,47 @@
-"""Compress your own images: any number of grey or RGB images of any size on one message.
+"""Compress your own images: any number of images of any size on one message.
 
-This is the library behind ``python -m bitswap`` and ``imagenetcrop_compress.py``:
+This is the library behind ``python -m bitswap`` and ``imagenetcrop_compress.py``; image
+files in and out are :mod:`bitswap.imageio` (re-exported here), the classical fallback
+encodings :mod:`bitswap.classical`.
 
-- :func:`read_image` loads a file losslessly as uint8 (C, H, W) plus what is needed to
-  restore it exactly (its Pillow mode, a palette); :func:`restore_image` is the inverse.
 - :func:`compress` pads every image to a multiple of 32 (edge replication), tiles it into
   32x32 patches and codes all patches of all images, ``batch`` patches per network call,
   on ONE single-stream ANS message; it returns a :class:`~bitswap.container.Container`.
+  With ``fallback`` (the default) an image whose model-coded size is larger than the best
+  classical lossless encoding (PNG, WebP lossless, JPEG XL lossless, measured) is stored as
+  that encoding instead (version 3), so a file is never larger than the plain codecs plus
+  the header.
 - :func:`decompress` checks the model hash, the bins digest and the ANS message, decodes
-  the batches in reverse order, crops and verifies each image's pixel checksum.
+  the batches in reverse order, crops and verifies each image's pixel checksum. Its work is
+  bounded by the file (the message may not draw initial bits beyond the count it records)
+  and its memory by :class:`Limits`, checked before anything is allocated.
 
-Channels: images are coded with a model of the same channel count. An RGB image with a
-1-channel model is coded as its three colour planes, one after the other, each a grey
-image (a fallback: the model cannot use the correlation between the planes); a grey image
-with a 3-channel model is replicated to RGB. The container records which (``info``).
+Channels: images are coded with a model of the same channel count. An image with more byte
+planes than the model's channels (RGB with a 1-channel model; 16-bit samples, coded as
+high then low bytes) is coded as groups of planes, one after the other (a fallback: the
+model cannot use the correlation between the groups); a grey image with a 3-channel model
+is replicated to RGB. The container records which (``info``).
+
+Error messages name settings by their library names (``max_megapixels``...), never by a
+command-line flag: :class:`LimitError` carries the setting, the CLI maps it.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from . import classical, imageio
 from . import container as fmt
-from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Container,
-                        Header, ImageEntry, pixel_checksum)
+from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, METHODS, Container,
+                        ContainerError, Header, ImageEntry, pixel_checksum, pixel_checksum_v3)
 from .data import tile_image, untile_image
 from .discretization import DEFAULT_QUANTBITS, weights_hash
+from .imageio import ImageError, SourceImage, _to_source, file_samples, restore_image, save_png  # noqa: F401
 from .zoo import ModelError
 
 PATCH = 32
@@ -38,6 +50,10 @@ DEFAULT_SEED = 0
 DEFAULT_PRECISION = 24
 DEFAULT_MAX_MEGAPIXELS = 100.0          # per image
 DEFAULT_MAX_TOTAL_MEGAPIXELS = 400.0    # all images of one file together
+DEFAULT_MAX_MEMORY_MB = 2000.0          # what decompress may allocate (estimated before it does)
+# The largest network batch a decoder runs. The float32 network's results depend on the batch,
+# so files whose batch is larger are refused (compress never writes one).
+MAX_NETWORK_BATCH = 1024
 
 # Shipped models, best first, for each channel count (the first one available is used).
 PREFERRED = {
@@ -54,12 +70,17 @@ PREFERRED = {
 DEFAULT_FILE_STRATEGY = "uniform"
 
 
-class ImageError(ValueError):
-    """An input that is unreadable, not an image, in an unsupported mode or too large."""
-
-
 class ChecksumMismatchError(ValueError):
     """Decoding produced pixels that differ from the original."""
+
+
+class LimitError(ImageError):
+    """A file or image over a configurable limit; ``setting`` names the limit
+    (``max_megapixels``, ``max_total_megapixels``, ``max_memory``, ``allow_new_bins``)."""
+
+    def __init__(self, message: str, setting: str):
+        super().__init__(message)
+        self.setting = setting
 
 
 CHECKSUM_MESSAGE = ("decoded pixels differ from the original (checksum mismatch): the model computed "
@@ -68,172 +89,50 @@ CHECKSUM_MESSAGE = ("decoded pixels differ from the original (checksum mismatch)
 
 @dataclass
 class Limits:
-    """Memory limits: largest image and largest total, in megapixels (width x height)."""
+    """Memory limits: largest image and largest total, in megapixels (width x height), and
+    the memory decompress may allocate, in MB (10**6 bytes). All finite and positive."""
 
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
     max_total_megapixels: float = DEFAULT_MAX_TOTAL_MEGAPIXELS
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
+
+    def __post_init__(self):
+        for name in ("max_megapixels", "max_total_megapixels", "max_memory_mb"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"the limit {name} must be a finite positive number, not {v!r}")
 
     def check(self, sizes: list[tuple[int, int]], names: list[str] | None = None) -> None:
         total = 0
         for k, (w, h) in enumerate(sizes):
             what = names[k] if names else f"image {k}"
             if w * h > self.max_megapixels * 1e6:
-                raise ImageError(f"{what}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
-                                 f"{self.max_megapixels:g} (raise it with --max-megapixels)")
+                raise LimitError(f"{what}: {w}x{h} is {w * h / 1e6:.1f} megapixels, more than the limit of "
+                                 f"{self.max_megapixels:g}", "max_megapixels")
             total += w * h
         if total > self.max_total_megapixels * 1e6:
-            raise ImageError(f"the images have {total / 1e6:.1f} megapixels in all, more than the limit of "
-                             f"{self.max_total_megapixels:g} (raise it with --max-total-megapixels)")
+            raise LimitError(f"the images have {total / 1e6:.1f} megapixels in all, more than the limit of "
+                             f"{self.max_total_megapixels:g}", "max_total_megapixels")
 
-
-@dataclass
-class SourceImage:
-    """An image as coded: uint8 (C, H, W), C = 1 or 3, plus how to restore the original."""
-
-    pixels: np.ndarray
-    mode: str = ""            # the original Pillow mode ("" -> "L" or "RGB" from C)
-    name: str = ""
-    extra: bytes = b""        # the palette of a mode-P image
-
-    def __post_init__(self):
-        p = np.asarray(self.pixels)
-        if p.dtype != np.uint8 or p.ndim != 3 or p.shape[0] not in (1, 3) or p.shape[1] < 1 or p.shape[2] < 1:
-            raise ImageError(f"expected a uint8 (C, H, W) image with C = 1 or 3, got {p.dtype} {p.shape}")
-        self.pixels = np.ascontiguousarray(p)
-        if not self.mode:
-            self.mode = "L" if p.shape[0] == 1 else "RGB"
-
-    @property
-    def channels(self) -> int:
-        return self.pixels.shape[0]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.pixels.shape[2], self.pixels.shape[1]
+    def check_memory(self, nbytes: float, what: str) -> None:
+        if nbytes > self.max_memory_mb * 1e6:
+            raise LimitError(f"{what} needs about {nbytes / 1e6:.0f} MB, more than the memory limit of "
+                             f"{self.max_memory_mb:g} MB", "max_memory")
 
 
 # ------------------------------------------------------------------------------------ files
 
 def read_image(path: str | os.PathLike, limits: Limits | None = None) -> SourceImage:
-    """Load an image file losslessly (any format Pillow reads) or raise :class:`ImageError`.
-
-    Modes L and RGB are coded as they are; 1 as 0/255 grey; LA/RGBA with a fully opaque
-    alpha without it; P (palette, no transparency, no repeated colours) as its colours,
-    grey if the palette is; I;16 with values up to 255 as grey. Each is restored exactly.
-    """
-    from PIL import Image, UnidentifiedImageError
-
+    """Load an image file exactly (:func:`bitswap.imageio.read_image`), refusing it before
+    any pixel is decoded when it is over ``limits``."""
     limits = limits or Limits()
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
-    if path.exists() and not path.is_file():
-        raise ImageError(f"{path}: not a regular file")        # a FIFO or device would block
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: image too large ({exc})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        if isinstance(exc, PermissionError):
-            raise ImageError(f"{path}: cannot read it (permission denied)") from None
-        raise ImageError(f"{path}: not an image file that Pillow can read") from None
-    with im:
-        limits.check([im.size], [str(path)])
-        if getattr(im, "n_frames", 1) > 1:
-            raise ImageError(f"{path}: has {im.n_frames} frames; only single-frame images are supported")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                im.load()
-        except Exception as exc:  # truncated or broken files raise anything from OSError to SyntaxError
-            raise ImageError(f"{path}: cannot decode the image ({type(exc).__name__}: {exc})") from None
-        src = _to_source(im, str(path))
-        src.name = path.stem
-        restored = restore_image(src.pixels, src.mode, src.extra)
-        if restored.mode != im.mode or restored.size != im.size or restored.tobytes() != im.tobytes():
-            raise ImageError(f"{path}: unsupported image mode {im.mode!r} (cannot be restored exactly)")
-    return src
-
-
-def _to_source(im, where: str) -> SourceImage:
-    mode = im.mode
-    unsupported = ImageError(f"{where}: unsupported image mode {mode!r}; supported: L, RGB, 1, P (palette), "
-                             "LA/RGBA with opaque alpha, I;16 with values up to 255")
-    if mode == "L":
-        return SourceImage(np.asarray(im, dtype=np.uint8)[None], mode)
-    if mode == "RGB":
-        return SourceImage(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1), mode)
-    if mode == "1":
-        return SourceImage(np.asarray(im.convert("L"), dtype=np.uint8)[None], mode)
-    if mode in ("LA", "RGBA"):
-        a = np.asarray(im, dtype=np.uint8)
-        if not (a[..., -1] == 255).all():
-            raise ImageError(f"{where}: image has a translucent alpha channel, which is not supported")
-        return SourceImage(a[..., :-1].transpose(2, 0, 1), mode)
-    if mode == "I;16":
-        a = np.asarray(im)
-        if a.max(initial=0) > 255:
-            raise ImageError(f"{where}: 16-bit image with values above 255 is not supported (8-bit only)")
-        return SourceImage(a.astype(np.uint8)[None], mode)
-    if mode == "P":
-        if "transparency" in im.info or im.palette is None or im.palette.mode != "RGB":
-            raise ImageError(f"{where}: palette images with transparency or a non-RGB palette are not supported")
-        pal = np.asarray(im.getpalette(), dtype=np.uint8).reshape(-1, 3)[:256]
-        idx = np.asarray(im, dtype=np.uint8)
-        if idx.max(initial=0) >= len(pal):
-            raise ImageError(f"{where}: palette image uses colours beyond its palette")
-        if (pal[:, 0] == pal[:, 1]).all() and (pal[:, 1] == pal[:, 2]).all():
-            return SourceImage(pal[idx, 0][None], mode, extra=b"\x01" + pal[:, 0].tobytes())
-        return SourceImage(pal[idx].transpose(2, 0, 1), mode, extra=b"\x03" + pal.tobytes())
-    raise unsupported
-
-
-def restore_image(pixels: np.ndarray, mode: str, extra: bytes = b""):
-    """The original Pillow image from the coded uint8 (C, H, W) pixels."""
-    from PIL import Image
-
-    p = np.asarray(pixels, dtype=np.uint8)
-    hwc = np.ascontiguousarray(p.transpose(1, 2, 0))
-    if mode == "L":
-        return Image.fromarray(hwc[..., 0], "L")
-    if mode == "RGB":
-        return Image.fromarray(hwc, "RGB")
-    if mode == "1":
-        return Image.fromarray(hwc[..., 0], "L").convert("1", dither=Image.Dither.NONE)
-    if mode in ("LA", "RGBA"):
-        alpha = np.full(hwc.shape[:2] + (1,), 255, np.uint8)
-        return Image.fromarray(np.concatenate([hwc, alpha], axis=2), mode)
-    if mode == "I;16":
-        return Image.fromarray(hwc[..., 0].astype(np.uint16))     # uint16 -> mode I;16
-    if mode == "P":
-        c = extra[0]
-        pal = np.frombuffer(extra, np.uint8, offset=1).reshape(-1, c)
-        keys = pal.astype(np.int64) @ (np.array([1 << 16, 1 << 8, 1])[-c:])
-        coded = hwc.astype(np.int64) @ (np.array([1 << 16, 1 << 8, 1])[-c:])
-        first = {}
-        for i, k in enumerate(keys.tolist()):
-            first.setdefault(k, i)
-        lut_keys = np.array(sorted(first), dtype=np.int64)
-        lut_idx = np.array([first[k] for k in lut_keys.tolist()], dtype=np.uint8)
-        pos = np.clip(np.searchsorted(lut_keys, coded), 0, len(lut_keys) - 1)
-        idx = lut_idx[pos]
-        out = Image.fromarray(np.ascontiguousarray(idx), "P")
-        rgb = pal if c == 3 else np.repeat(pal, 3, axis=1)
-        out.putpalette(rgb.reshape(-1).tolist())
-        return out
-    raise ImageError(f"unsupported image mode {mode!r}")
+    return imageio.read_image(path, lambda w, h, what: limits.check([(w, h)], [what]))
 
 
 def png_size(src: SourceImage) -> int:
-    """Bytes of the original image as a PNG (Pillow, ``optimize=True``): the comparison point."""
-    import io
-    buf = io.BytesIO()
-    restore_image(src.pixels, src.mode, src.extra).save(buf, format="PNG", optimize=True)
-    return buf.tell()
+    """Bytes of the original image as a PNG (Pillow, ``optimize=True``; 16-bit images through
+    our writer at zlib level 9): the comparison point of the summary line."""
+    return len(classical.encode(fmt.METHOD_PNG, src))
 
 
 # ----------------------------------------------------------------------------------- models
@@ -270,7 +169,7 @@ def choose_model_name(channels: set[int], available: list[str] | None = None) ->
     if ranked(3):
         return ranked(3)[0]          # grey images replicated to RGB
     raise ModelError("no shipped model is installed (zoo.available() is empty); "
-                     "give a weights file with --model PATH")
+                     "give the path of a weights file")
 
 
 def load_model(name_or_path: str, device: str = "cpu"):
@@ -278,32 +177,43 @@ def load_model(name_or_path: str, device: str = "cpu"):
     return zoo.load(name_or_path, device=str(device))
 
 
-def get_bins(model, quantbits: int, strategy: str):
-    """The latent bins for files: from prior samples only, deterministic given the model."""
-    from .discretization import cached_bins
-    return cached_bins(model, quantbits, strategy, data=None)
+def get_bins(model, quantbits: int, strategy: str, compute: bool = True):
+    """The latent bins for files: from prior samples only, deterministic given the model.
+    ``compute=False``: only cached ones (LimitError ``allow_new_bins`` if there are none)."""
+    from .discretization import BinsNotCachedError, cached_bins
+    try:
+        return cached_bins(model, quantbits, strategy, data=None, compute=compute)
+    except BinsNotCachedError:
+        raise LimitError(f"the latent bins of this file ({quantbits}-bit, {strategy}) are neither shipped nor "
+                         "cached here; computing them takes minutes and memory", "allow_new_bins") from None
 
 
 # ------------------------------------------------------------------------------ the coding
 
-def _coding(channels: int, mchannels: int) -> int:
-    if channels == mchannels:
+def _coding(planes: int, mchannels: int) -> int:
+    if planes == mchannels:
         return CODING_DIRECT
-    return CODING_PLANES if channels == 3 else CODING_REPLICATE
+    return CODING_PLANES if planes % mchannels == 0 else CODING_REPLICATE
 
 
-def _units(pixels: np.ndarray, coding: int) -> list[np.ndarray]:
+def _units(pixels: np.ndarray, coding: int, mchannels: int) -> list[np.ndarray]:
     """The (C_model, H, W) images the coder sees for one image."""
     if coding == CODING_DIRECT:
         return [pixels]
     if coding == CODING_PLANES:
-        return [pixels[c: c + 1] for c in range(3)]
-    return [np.repeat(pixels, 3, axis=0)]
+        return [pixels[c: c + mchannels] for c in range(0, pixels.shape[0], mchannels)]
+    return [np.repeat(pixels[c: c + 1], 3, axis=0) for c in range(pixels.shape[0])]
 
 
-def _patch_count(entry: ImageEntry) -> int:
+def _unit_count(entry: ImageEntry, mchannels: int) -> int:
+    if entry.coding == CODING_PLANES:
+        return entry.planes // mchannels
+    return entry.planes if entry.coding == CODING_REPLICATE else 1
+
+
+def _patch_count(entry: ImageEntry, mchannels: int = 1) -> int:
     n = -(-entry.height // PATCH) * -(-entry.width // PATCH)
-    return 3 * n if entry.coding == CODING_PLANES else n
+    return n * _unit_count(entry, mchannels)
 
 
 def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
@@ -317,7 +227,7 @@ def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
     needs (``p``), and the patches before it have pushed their net size each (``n``).
     Version 1 files doubled (1, 2, 4, ...), which only keeps up while n > p: for the CIFAR-10
     model on photographs p is about 1.6 n, and a Kodak image paid 905k initial bits (14% of
-    the file). Version 2 grows by one patch (1, 2, 3, ...), which keeps up once b > 2 p / n.
+    the file). Versions 2 and 3 grow by one patch (1, 2, 3, ...), which keeps up once b > 2 p / n.
     """
     out, a, size = [], 0, 1
     while a < total:
@@ -333,7 +243,7 @@ class Result:
 
     container: Container
     data: bytes
-    subpixels: int              # sum of C x H x W over the original images
+    subpixels: int              # sum of width x height x channels over the original images
     initial_bits: int
     seconds: float
 
@@ -346,64 +256,123 @@ class Result:
         return self.bits / self.subpixels
 
 
+def _check_settings(batch, quantbits, precision, strategy, seed, lanes) -> None:
+    if not 1 <= batch <= MAX_NETWORK_BATCH:
+        raise ValueError(f"batch must be in 1..{MAX_NETWORK_BATCH}")
+    if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
+        raise ValueError("quantbits must be in 1..16 and below the ANS precision (at most 31)")
+    if strategy not in fmt.STRATEGY_CODES:
+        raise ValueError(f"unknown bins strategy {strategy!r}")
+    if not 0 <= seed < (1 << 63):
+        raise ValueError("seed must be in [0, 2**63)")
+    if not 1 <= lanes <= fmt.MAX_LANES:
+        raise ValueError(f"lanes must be in 1..{fmt.MAX_LANES}")
+
+
+def _model_pass(coder, seed: int, patches: np.ndarray, owner: np.ndarray, count: int, batch: int,
+                version: int, progress: bool):
+    """Encode ``patches`` on a new message: (message, bits each image's patches added).
+    A batch's growth of the message is shared among its patches' images."""
+    from tqdm import tqdm
+
+    msg = coder.new_message(streams=1, seed=seed)
+    bits = np.zeros(count)
+    with tqdm(total=len(patches), unit="patch", desc="compress", disable=not progress, leave=False) as bar:
+        for sl in _batches(len(patches), batch, version):
+            before = msg.num_bits()
+            coder.encode(msg, patches[sl])
+            bits += np.bincount(owner[sl], minlength=count) * ((msg.num_bits() - before) / (sl.stop - sl.start))
+            bar.update(sl.stop - sl.start)
+    return msg, bits
+
+
 def compress(images: list[SourceImage], model, *, model_name: str | None = None, bitswap: bool = True,
              quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAULT_FILE_STRATEGY,
              precision: int = DEFAULT_PRECISION, lanes: int | None = None, batch: int = DEFAULT_BATCH,
              seed: int = DEFAULT_SEED, device=None, limits: Limits | None = None,
-             progress: bool = False, bins=None, format_version: int = fmt.VERSION) -> Result:
+             progress: bool = False, bins=None, format_version: int = fmt.VERSION,
+             fallback: bool = True) -> Result:
     """Compress ``images`` with ``model`` into one .bsw container (see the module docstring).
 
-    ``format_version`` 1 writes the older format (for compatibility tests)."""
+    ``fallback`` (version 3): store an image as its best classical lossless encoding when
+    that is smaller than the model's bits for it (``False``: every image by the model, for
+    measuring the model). ``format_version`` 1 or 2 writes an older format (for
+    compatibility tests; 8-bit images without ICC profiles or transparency keys only)."""
     import time
-
-    from tqdm import tqdm
 
     from .coders import Coder
 
     t0 = time.perf_counter()
     if not images:
         raise ImageError("no images to compress")
+    if format_version not in fmt.READ_VERSIONS:
+        raise ValueError(f"cannot write .bsw version {format_version}")
+    v3 = format_version >= 3
     images = [im if isinstance(im, SourceImage) else SourceImage(im) for im in images]
+    if v3:        # an I;16 image of one plane (8-bit values, as versions 1/2 coded it): add its high bytes
+        images = [replace(im, pixels=np.concatenate([np.zeros_like(im.pixels), im.pixels]))
+                  if im.mode == "I;16" and not im.wide else im for im in images]
     (limits or Limits()).check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
-    if not 1 <= batch <= fmt.MAX_BATCH:
-        raise ValueError(f"--batch must be in 1..{fmt.MAX_BATCH}")
-    if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
-        raise ValueError("--quantbits must be in 1..16 and below the ANS precision (at most 31)")
-    if strategy not in fmt.STRATEGY_CODES:
-        raise ValueError(f"unknown bins strategy {strategy!r}")
-    if not 0 <= seed < (1 << 63):
-        raise ValueError("--seed must be in [0, 2**63)")
     mch = model_channels(model)
-    subpixels = sum(im.pixels.size for im in images)
+    subpixels = sum(im.subpixels for im in images)
     lanes = auto_lanes(subpixels) if lanes is None else int(lanes)
-    if not 1 <= lanes <= fmt.MAX_LANES:
-        raise ValueError(f"--lanes must be in 1..{fmt.MAX_LANES}")
+    _check_settings(batch, quantbits, precision, strategy, seed, lanes)
+    if not v3 and any(im.wide or im.icc or (im.extra and im.mode != "P") for im in images):
+        raise ImageError(f"version {format_version} files hold 8-bit images without ICC profiles or "
+                         "transparency keys only")
     bins = bins if bins is not None else get_bins(model, quantbits, strategy)
     coder = Coder(model, bins, bitswap=bitswap, lanes=lanes, precision=precision, device=device)
-    entries, patches, used = [], [], set()
+    entries, tiles, used = [], [], set()
     for k, im in enumerate(images):
-        coding = _coding(im.channels, mch)
+        coding = _coding(im.pixels.shape[0], mch)
         name = im.name if fmt.safe_name(im.name) else f"image{k:04d}"
         base, n = name, 2
         while name in used:
             name, n = f"{base}-{n}", n + 1
         used.add(name)
         w, h = im.size
-        entries.append(ImageEntry(w, h, im.mode, coding, pixel_checksum(im.mode, w, h, im.pixels.tobytes(), im.extra),
-                                  name, bytes(im.extra)))
-        patches += [tile_image(u, PATCH) for u in _units(im.pixels, coding)]
-    patches = np.concatenate(patches)
+        crc = (im.checksum() if v3 else pixel_checksum(im.mode, w, h, im.pixels.tobytes(), im.extra))
+        entries.append(ImageEntry(w, h, im.mode, coding, crc, name, bytes(im.extra), bytes(im.icc) if v3 else b"",
+                                  wide=v3 and im.wide))
+        tiles.append(np.concatenate([tile_image(u, PATCH) for u in _units(im.pixels, coding, mch)]))
     header = Header(model_name or getattr(model, "name", "model"), bytes.fromhex(weights_hash(model)),
                     bytes.fromhex(bins.digest), bool(bitswap), model.nz, bins.quantbits, bins.strategy,
                     precision, mch, lanes, batch, seed, entries)
-    fmt._validate_header(header)
-    msg = coder.new_message(streams=1, seed=seed)
-    with tqdm(total=len(patches), unit="patch", desc="compress", disable=not progress, leave=False) as bar:
-        for sl in _batches(len(patches), batch, format_version):
-            coder.encode(msg, patches[sl])
-            bar.update(sl.stop - sl.start)
-    c = Container(header, msg.to_bytes(), format_version)
-    return Result(c, c.to_bytes(), subpixels, msg.initial_bits, time.perf_counter() - t0)
+    fmt._validate_header(header, format_version)
+
+    def model_pass(chosen):
+        patches = np.concatenate([tiles[k] for k in chosen])
+        owner = np.concatenate([np.full(len(tiles[k]), j) for j, k in enumerate(chosen)])
+        return _model_pass(coder, seed, patches, owner, len(chosen), batch, format_version, progress)
+
+    everything = list(range(len(images)))
+    msg, bits = model_pass(everything)
+    blobs = {}
+    if v3:
+        overhead = 8 * (len(coder.new_message(streams=1, seed=seed).to_bytes()))
+        cands = {k: classical.candidates(im) if fallback else {} for k, im in enumerate(images)}
+        best = {k: min(f.items(), key=lambda mb: (len(mb[1]), mb[0])) for k, f in cands.items() if f}
+        for k in everything:
+            model_bits = bits[k] + overhead / len(images)
+            entries[k].costs = {METHOD_MODEL: math.ceil(model_bits / 8), **{m: len(b) for m, b in cands[k].items()}}
+            if k in best and 8 * len(best[k][1]) < model_bits:
+                blobs[k] = best[k]
+        model_coded = [k for k in everything if k not in blobs]
+        if model_coded and blobs:
+            msg, _ = model_pass(model_coded)
+        # The whole file never exceeds every image's best classical encoding plus the header.
+        if (model_coded and all(k in best for k in model_coded)
+                and len(msg.to_bytes()) > sum(len(best[k][1]) for k in model_coded)):
+            blobs.update({k: best[k] for k in model_coded})
+            model_coded = []
+        for k, (method, blob) in blobs.items():
+            entries[k].method, entries[k].blob_length, entries[k].coding = method, len(blob), CODING_DIRECT
+        payload = msg.to_bytes() if model_coded else b""
+        initial = msg.initial_bits if model_coded else 0
+    else:
+        payload, initial = msg.to_bytes(), msg.initial_bits
+    c = Container(header, payload, format_version, [blobs[k][1] for k in sorted(blobs)])
+    return Result(c, c.to_bytes(), subpixels, initial, time.perf_counter() - t0)
 
 
 def check_model(header: Header, model) -> None:
@@ -417,48 +386,131 @@ def check_model(header: Header, model) -> None:
         raise ModelError("the model's depth or channel count does not match the file")
 
 
+def network_bytes_per_patch(model) -> int:
+    """A generous estimate of the memory one patch takes in a network batch (measured with
+    cifar10-nz8 on the CPU: 1.3-2.8 MB per patch at batches 64-256; this gives 3.1 MB)."""
+    width = int(getattr(getattr(model, "config", None), "width", 64))
+    _, h, w = model.x_shape
+    return 12 * width * h * w * 4
+
+
+def bins_bytes(header: Header, model) -> int:
+    """Memory of latent bins for the header's settings: edges and centres, float64, for
+    every dimension of every latent layer (16 GB for cifar10-nz8 at quantbits 16)."""
+    return header.nz * int(np.prod(model.z_shape)) * ((2 << header.quantbits) + 1) * 8
+
+
+def decode_memory(c: Container, model_patch_bytes: int = 0, bins_nbytes: int = 0) -> int:
+    """Bytes decompress allocates for ``c``: the decoded patches and images, one network
+    batch, the latent bins."""
+    h = c.header
+    out = sum(e.width * e.height * e.planes * 2 for e in h.images)     # planes, then the restored image
+    mch = h.model_channels
+    patches = sum(_patch_count(e, mch) for e in c.model_coded) * mch * PATCH * PATCH
+    return out + patches + (min(h.batch, MAX_NETWORK_BATCH) * model_patch_bytes + bins_nbytes
+                            if c.model_coded else 0)
+
+
+def check_decodable(c: Container, limits: Limits | None = None) -> None:
+    """The checks decompress makes before loading anything: sizes, inference mode, batch."""
+    limits = limits or Limits()
+    h = c.header
+    limits.check([(e.width, e.height) for e in h.images], [e.name for e in h.images])
+    limits.check_memory(decode_memory(c), "decoding this file")
+    if c.model_coded and h.inference not in fmt.READ_INFERENCE:
+        raise ContainerError(f"this file needs the {fmt.INFERENCE_NAMES[h.inference]} (inference mode "
+                             f"{h.inference}), which this version of bitswap does not implement")
+    if c.model_coded and h.batch > MAX_NETWORK_BATCH:
+        raise ContainerError(f"this file codes {h.batch} patches per network call; at most "
+                             f"{MAX_NETWORK_BATCH} are decoded (the float32 network's results depend on the "
+                             "batch, so it cannot be decoded in slices)")
+
+
 def decompress(c: Container, model, *, device=None, limits: Limits | None = None, progress: bool = False,
-               bins=None) -> list[tuple[ImageEntry, np.ndarray]]:
-    """Decode a container with ``model`` (checked against its hash): [(entry, uint8 (C, H, W))]."""
+               bins=None, allow_new_bins: bool = True) -> list[tuple[ImageEntry, np.ndarray]]:
+    """Decode a container with ``model`` (checked against its hash): [(entry, uint8 planes)].
+
+    ``model`` may be None when no image is coded by the model. ``allow_new_bins=False``
+    refuses (LimitError ``allow_new_bins``) to compute latent bins that are not cached."""
     from tqdm import tqdm
 
+    from .ans import MessageExhausted
     from .coders import Coder
 
+    limits = limits or Limits()
     h = c.header
-    (limits or Limits()).check([(e.width, e.height) for e in h.images], [e.name for e in h.images])
-    check_model(h, model)
-    bins = bins if bins is not None else get_bins(model, h.quantbits, h.strategy)
-    if bins.digest != h.bins_digest.hex():
-        raise ChecksumMismatchError(
-            f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
-            f"(digest {h.bins_digest.hex()[:16]}): the model computed different values on this hardware/software "
-            "than when compressing; decode where it was compressed (same device type)")
-    msg = c.message()
-    coder = Coder(model, bins, bitswap=h.bitswap, lanes=h.lanes, precision=h.precision, device=device)
-    counts = [_patch_count(e) for e in h.images]
-    total = sum(counts)
-    patches = np.empty((total,) + tuple(model.x_shape), dtype=np.uint8)
-    with tqdm(total=total, unit="patch", desc="decompress", disable=not progress, leave=False) as bar:
-        for sl in reversed(_batches(total, h.batch, c.version)):
-            patches[sl], _ = coder.decode(msg, sl.stop - sl.start)
-            bar.update(sl.stop - sl.start)
-    try:
-        msg.check_initial()
-    except ValueError:
-        raise ChecksumMismatchError(CHECKSUM_MESSAGE + " [the ANS stream did not return to its initial state]") \
-            from None
+    check_decodable(c, limits)
+    coded = c.model_coded
+    patches = None
+    if coded:
+        if model is None:
+            raise ModelError("this file needs its model to decode")
+        check_model(h, model)
+        per_patch = network_bytes_per_patch(model)
+        limits.check_memory(decode_memory(c, per_patch), "decoding this file")
+        if bins is None:
+            try:
+                bins = get_bins(model, h.quantbits, h.strategy, compute=False)
+            except LimitError:
+                if not allow_new_bins:
+                    raise
+                limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
+                                    "decoding this file (computing its latent bins)")
+                bins = get_bins(model, h.quantbits, h.strategy)
+        if bins.digest != h.bins_digest.hex():
+            raise ChecksumMismatchError(
+                f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
+                f"(digest {h.bins_digest.hex()[:16]}): the model computed different values on this hardware/software "
+                "than when compressing; decode where it was compressed (same device type)")
+        msg = c.message()
+        coder = Coder(model, bins, bitswap=h.bitswap, lanes=h.lanes, precision=h.precision, device=device)
+        mch = h.model_channels
+        counts = [_patch_count(e, mch) for e in coded]
+        total = sum(counts)
+        patches = np.empty((total,) + tuple(model.x_shape), dtype=np.uint8)
+        try:
+            with tqdm(total=total, unit="patch", desc="decompress", disable=not progress, leave=False) as bar:
+                for sl in reversed(_batches(total, h.batch, c.version)):
+                    patches[sl], _ = coder.decode(msg, sl.stop - sl.start)
+                    bar.update(sl.stop - sl.start)
+        except MessageExhausted:
+            raise ContainerError("corrupt .bsw file (the ANS message ends before the images its header "
+                                 "claims are decoded)") from None
+        try:
+            msg.check_initial()
+        except ValueError:
+            raise ChecksumMismatchError(CHECKSUM_MESSAGE + " [the ANS stream did not return to its initial "
+                                        "state]") from None
     out, pos = [], 0
-    for e, n in zip(h.images, counts):
-        units = n // 3 if e.coding == CODING_PLANES else n
-        planes = [untile_image(patches[pos + u * units: pos + (u + 1) * units], e.height, e.width)
-                  for u in range(n // units)]
-        pos += n
-        px = np.concatenate(planes) if e.coding == CODING_PLANES else planes[0]
-        if e.coding == CODING_REPLICATE:
-            px = px[:1]
+    for e in h.images:
+        if e.method == METHOD_MODEL:
+            n = _patch_count(e, h.model_channels)
+            units = _unit_count(e, h.model_channels)
+            per = n // units
+            planes = [untile_image(patches[pos + u * per: pos + (u + 1) * per], e.height, e.width)
+                      for u in range(units)]
+            pos += n
+            px = np.concatenate(planes)
+            if e.coding == CODING_REPLICATE:
+                px = px[::3]
+        else:
+            try:
+                px = classical.decode(e.method, c.blob(e), e.mode, e.width, e.height, e.planes)
+            except ImageError as exc:
+                raise ContainerError(f"corrupt .bsw file ({e.name}: {exc})") from None
         px = np.ascontiguousarray(px)
-        if pixel_checksum(e.mode, e.width, e.height, px.tobytes(), e.extra) != e.checksum:
-            raise ChecksumMismatchError(f"{e.name}: {CHECKSUM_MESSAGE}")
+        if c.version >= 3:
+            try:
+                crc = pixel_checksum_v3(e.mode, e.width, e.height, file_samples(px, e.mode, e.extra), e.extra,
+                                        e.icc)
+            except (ImageError, ValueError, IndexError):
+                crc = None
+        else:
+            crc = pixel_checksum(e.mode, e.width, e.height, px.tobytes(), e.extra)
+        if crc != e.checksum:
+            raise ChecksumMismatchError(f"{e.name}: {CHECKSUM_MESSAGE}" if e.method == METHOD_MODEL else
+                                        f"{e.name}: decoded pixels differ from the original (checksum "
+                                        "mismatch): the file is corrupt")
         out.append((e, px))
     return out
 
@@ -467,20 +519,29 @@ def describe(c: Container, nbytes: int | None = None) -> str:
     """A human-readable summary of a container (``bitswap info``)."""
     h = c.header
     sub = sum(e.width * e.height * e.channels for e in h.images)
+    payload = (f"{len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits from the seed "
+               "are part of it)") if c.payload else "no ANS message (no image is coded by the model)"
     lines = [
         f"model        {h.model_name} (weights sha256 {h.model_hash.hex()[:16]}..., {h.model_channels} channel"
         f"{'s' if h.model_channels > 1 else ''}, nz={h.nz})",
         f"coder        {'Bit-Swap' if h.bitswap else 'BB-ANS'}, {h.quantbits}-bit latent bins ({h.strategy}, "
         f"digest {h.bins_digest.hex()[:16]}...), ANS precision {h.precision}, {h.lanes} lanes, "
         f"batches of {h.batch} patches, initial-bits seed {h.seed}",
-        f"payload      {len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits "
-        f"from the seed are part of it)",
-        f"images       {len(h.images)}, {sub} sub-pixels",
     ]
+    if c.version >= 3:
+        lines.append(f"inference    {h.inference}: {fmt.INFERENCE_NAMES[h.inference]}")
+    lines += [f"payload      {payload}", f"images       {len(h.images)}, {sub} sub-pixels"]
     for e in h.images:
         extra = f", palette of {(len(e.extra) - 1) // e.extra[0]}" if e.mode == "P" else ""
-        lines.append(f"  {e.name}: {e.width}x{e.height} {e.mode}{extra}, coded {fmt.CODINGS[e.coding]}, "
-                     f"pixel crc32 {e.checksum:08x}")
+        if e.extra and e.mode != "P":
+            extra = f", transparency key {e.extra.hex()}"
+        if e.icc:
+            extra += f", ICC profile of {len(e.icc)} bytes"
+        how = (f"coded {fmt.CODINGS[e.coding]}" if e.method == METHOD_MODEL
+               else f"stored as {METHODS[e.method]} ({e.blob_length} bytes)")
+        lines.append(f"  {e.name}: {e.width}x{e.height} {e.mode}{extra}, {how}, pixel crc32 {e.checksum:08x}")
+        if e.costs:
+            lines.append("      would cost: " + ", ".join(f"{METHODS[m]} {b} bytes" for m, b in sorted(e.costs.items())))
     if nbytes is not None:
         lines.append(f"size         {nbytes} bytes, {8 * nbytes / sub:.4f} bits per sub-pixel")
     return "\n".join(lines)

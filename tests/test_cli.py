@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -65,12 +66,14 @@ def same_image(a: Path, b: Path) -> bool:
 
 def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
     bsw = tmp_path / "out.bsw"
-    rc, out, err = run(capsys, "compress", env["g"], env["c"], env["one"], "-o", bsw, "--model", env["grey"])
+    rc, out, err = run(capsys, "compress", env["g"], env["c"], env["one"], "-o", bsw, "--model", env["grey"],
+                       "--model-only")
     assert rc == 0, err
-    assert "bits per sub-pixel" in out and "PNG" in out and "3 grey planes" in out
+    assert "bits per sub-pixel" in out and "PNG" in out and "planes coded as grey images" in out
+    assert "  g: stored as model (bytes: model " in out
     rc, out, _ = run(capsys, "info", bsw)
     assert rc == 0 and "tiny-grey" in out and "33" in out and "RGB as 3 grey planes" in out
-    assert ".bsw version 2" in out
+    assert ".bsw version 3" in out and "would cost: model" in out
     rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
     assert rc == 0, err
     for k in ("g", "c", "one"):
@@ -85,7 +88,7 @@ def test_round_trip_grey_and_rgb_as_planes(env, capsys, tmp_path):
 def test_round_trip_rgb_model(env, capsys, tmp_path):
     bsw = tmp_path / "rgb.bsw"
     assert run(capsys, "compress", env["c"], env["g"], "-o", bsw, "--model", env["rgb"], "--bbans",
-               "--batch", "3", "--lanes", "64")[0] == 0
+               "--batch", "3", "--lanes", "64", "--model-only")[0] == 0
     rc, out, _ = run(capsys, "info", bsw)
     assert "BB-ANS" in out and "64 lanes" in out and "grey replicated to RGB" in out
     assert run(capsys, "decompress", bsw, "-o", tmp_path, "--model", env["rgb"], "-q")[0] == 0
@@ -95,7 +98,8 @@ def test_round_trip_rgb_model(env, capsys, tmp_path):
 @pytest.fixture(scope="module")
 def bsw(env):
     path = env["dir"] / "good.bsw"
-    assert main(["compress", str(env["g"]), str(env["c"]), "-o", str(path), "--model", str(env["grey"]), "-q"]) == 0
+    assert main(["compress", str(env["g"]), str(env["c"]), "-o", str(path), "--model", str(env["grey"]), "-q",
+                 "--model-only"]) == 0
     return path
 
 
@@ -193,8 +197,8 @@ def test_bins_mismatch(env, bsw, capsys, tmp_path, monkeypatch):
     from bitswap import images as lib
     real = lib.get_bins
 
-    def shifted(model, quantbits, strategy):
-        b = real(model, quantbits, strategy)
+    def shifted(model, quantbits, strategy, compute=True):
+        b = real(model, quantbits, strategy, compute)
         return replace(b, centres=[c + 1e-9 for c in b.centres])
     monkeypatch.setattr(lib, "get_bins", shifted)
     fail(capsys, "latent bins computed here", "decompress", bsw, "-o", tmp_path / "a" / "b", "--model", env["grey"])
@@ -225,7 +229,8 @@ def test_script_gives_the_same_bits_as_the_cli(env, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "mean" in out and "png" in out
     for k in ("c", "one"):
-        assert run(capsys, "compress", env[k], "-o", tmp_path / f"{k}.bsw", "--model", env["rgb"])[0] == 0
+        assert run(capsys, "compress", env[k], "-o", tmp_path / f"{k}.bsw", "--model", env["rgb"],
+                   "--model-only")[0] == 0
         assert (tmp_path / f"{k}.bsw").read_bytes() == (tmp_path / "res" / "bsw" / f"{k}.bsw").read_bytes()
 
 
@@ -270,3 +275,293 @@ def test_fuzz_decompress_header_with_valid_crc(env, bsw, capsys, tmp_path, pos, 
     out = tmp_path / f"out{pos}_{val}"
     _clean_failure(capsys, ["decompress", path, "-o", out, "--model", env["grey"], "-q"])
     assert not out.exists() or {p.name for p in out.iterdir()} <= {"g.png", "c.png"}
+
+
+# ------------------------------------------------------------------ exact inputs (issue 16)
+
+def _chunks(path: Path) -> dict:
+    from bitswap.imageio import _png_chunks
+    return {k: v for k, v in _png_chunks(path.read_bytes())}
+
+
+def _exact_inputs(d: Path) -> dict:
+    """Real files the way other programs write them: name -> (path, samples as the file holds them)."""
+    import imagecodecs
+    from PIL import Image
+    rng = np.random.default_rng(7)
+    out = {}
+    rgb16 = (rng.integers(0, 1 << 16, (12, 21, 3))).astype(np.uint16)
+    (d / "rgb16.png").write_bytes(imagecodecs.png_encode(rgb16))
+    out["rgb16"] = rgb16
+    grey16 = (np.arange(15 * 9).reshape(15, 9) * 487 % 65536).astype(np.uint16)
+    Image.fromarray(grey16).save(d / "grey16.png")
+    out["grey16"] = grey16[..., None]
+    ppm16 = rng.integers(0, 1 << 16, (7, 11, 3)).astype(np.uint16)
+    (d / "ppm16.ppm").write_bytes(b"P6\n# sixteen bits\n11 7\n65535\n" + ppm16.astype(">u2").tobytes())
+    out["ppm16"] = ppm16
+    c = smooth_image(10, 13, 3, 5)
+    Image.fromarray(c).save(d / "trns_rgb.png", transparency=(1, 2, 3))
+    out["trns_rgb"] = c
+    g = smooth_image(9, 8, 1, 6)
+    Image.fromarray(g).save(d / "trns_grey.png", transparency=7)
+    out["trns_grey"] = g[..., None]
+    Image.fromarray(c).save(d / "icc.png", icc_profile=b"not really a profile, but kept byte for byte " * 9)
+    out["icc"] = c
+    return out
+
+
+def _samples(path: Path) -> np.ndarray:
+    """The samples a PNG holds: 16-bit ones through imagecodecs (Pillow reads 16-bit RGB as
+    8-bit), 8-bit ones through Pillow (imagecodecs turns a tRNS key into an alpha channel)."""
+    import imagecodecs
+    from PIL import Image
+    if _chunks(path)[b"IHDR"][8] == 16:
+        a = np.asarray(imagecodecs.png_decode(path.read_bytes()))
+    else:
+        with Image.open(path) as im:
+            a = np.asarray(im)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_exact_inputs_round_trip_with_metadata(env, capsys, tmp_path, fallback):
+    """16-bit RGB/grey PNG, 16-bit PPM, tRNS keys, an ICC profile: each restored sample for
+    sample with its transparency and profile, by the model and by the fallback."""
+    src = tmp_path / "src"
+    src.mkdir()
+    want = _exact_inputs(src)
+    files = sorted(src.iterdir())
+    bsw = tmp_path / "x.bsw"
+    rc, out, err = run(capsys, "compress", *files, "-o", bsw, "--model", env["grey"],
+                       *([] if fallback else ["--model-only"]))
+    assert rc == 0, err
+    rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
+    assert rc == 0 and "verified" in out, err
+    for f in files:
+        got = tmp_path / "dec" / f"{f.stem}.png"
+        np.testing.assert_array_equal(_samples(got), want[f.stem], err_msg=f.name)
+        assert _samples(got).dtype == want[f.stem].dtype
+    for _ in (1,):
+        ch = _chunks(tmp_path / "dec" / "trns_rgb.png")
+        assert ch[b"tRNS"] == b"\0\1\0\2\0\3"
+        assert _chunks(tmp_path / "dec" / "trns_grey.png")[b"tRNS"] == b"\0\7"
+        assert _chunks(tmp_path / "dec" / "rgb16.png")[b"IHDR"][8:10] == b"\x10\x02"
+        from PIL import Image
+        with Image.open(tmp_path / "dec" / "icc.png") as im:
+            assert im.info["icc_profile"] == b"not really a profile, but kept byte for byte " * 9
+    info = run(capsys, "info", bsw)[1]
+    assert "RGB;16" in info and "I;16" in info and "transparency key 000100020003" in info
+    assert "ICC profile of 405 bytes" in info
+
+
+def test_inputs_that_cannot_be_kept_exactly_are_refused(env, capsys, tmp_path):
+    import struct as s
+    o = tmp_path / "o.bsw"
+    # A 2-bit grey PNG (Pillow would hand over 0..255, not the 0..3 the file holds).
+    rows = b"".join(b"\0" + bytes([0b00011011]) * 2 for _ in range(4))
+    ihdr = s.pack(">IIBBBBB", 8, 4, 2, 0, 0, 0, 0)
+
+    def chunk(k, b):
+        return s.pack(">I", len(b)) + k + b + s.pack(">I", zlib.crc32(k + b))
+    (tmp_path / "two.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+                                       chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    fail(capsys, "2-bit grey PNG samples are not supported", "compress", tmp_path / "two.png", "-o", o,
+         "--model", env["grey"])
+    (tmp_path / "p10.pgm").write_bytes(b"P5 4 2 1023\n" + bytes(16))
+    fail(capsys, "maxval 1023 is not supported", "compress", tmp_path / "p10.pgm", "-o", o, "--model", env["grey"])
+    (tmp_path / "p3.ppm").write_bytes(b"P3 1 1 65535\n1 2 300\n")
+    fail(capsys, "plain (text) PPM/PGM with maxval 65535", "compress", tmp_path / "p3.ppm", "-o", o,
+         "--model", env["grey"])
+    assert not o.exists()
+
+
+def test_dropped_metadata_is_noted(env, capsys, tmp_path):
+    from PIL import Image, PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "not kept")
+    Image.fromarray(smooth_image(8, 8, 1)).save(tmp_path / "t.png", pnginfo=info)
+    rc, out, err = run(capsys, "compress", tmp_path / "t.png", "-o", tmp_path / "t.bsw", "--model", env["grey"])
+    assert rc == 0 and "note: " in err and "tEXt" in err
+
+
+def test_fallback_choice_is_reported(env, capsys, tmp_path):
+    """A tiny random model loses to PNG: the image is stored classically and the file is no
+    larger than the best classical encoding plus the header; --model-only keeps the model."""
+    a, b = tmp_path / "a.bsw", tmp_path / "b.bsw"
+    rc, out, _ = run(capsys, "compress", env["g"], "-o", a, "--model", env["grey"])
+    assert rc == 0 and "g: stored as " in out and "stored as model" not in out
+    rc, out2, _ = run(capsys, "compress", env["g"], "-o", b, "--model", env["grey"], "--model-only")
+    assert "g: stored as model" in out2
+    assert a.stat().st_size < b.stat().st_size
+    e = Container.from_bytes(a.read_bytes()).header.images[0]
+    assert e.blob_length == min(v for m, v in e.costs.items() if m)
+    # decoding it does not need the model at all
+    rc, _, err = run(capsys, "decompress", a, "-o", tmp_path / "d")
+    assert rc == 0, err
+    assert same_image(env["g"], tmp_path / "d" / "g.png")
+
+
+# ----------------------------------------------------------------------- outputs (issue 16)
+
+def _special_outputs(tmp_path: Path) -> list[Path]:
+    os.mkfifo(tmp_path / "fifo")
+    out = [tmp_path / "fifo"]
+    if os.geteuid() == 0:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))     # a copy of /dev/null
+        out.append(tmp_path / "null")
+    return out
+
+
+def test_output_on_a_fifo_or_device_fails_and_leaves_it(env, bsw, capsys, tmp_path):
+    for target in _special_outputs(tmp_path):
+        before = os.stat(target)
+        fail(capsys, "not a regular file", "compress", env["g"], "-o", target, "--model", env["grey"])
+        after = os.stat(target)
+        assert (after.st_mode, after.st_rdev, after.st_ino) == (before.st_mode, before.st_rdev, before.st_ino)
+    d = tmp_path / "dec"
+    d.mkdir()
+    os.mkfifo(d / "c.png")
+    fail(capsys, "not a regular file", "decompress", bsw, "-o", d, "--model", env["grey"])
+    assert stat.S_ISFIFO(os.stat(d / "c.png").st_mode) and sorted(os.listdir(d)) == ["c.png"]
+
+
+def test_limits_must_be_finite(env, bsw, capsys, tmp_path):
+    for flag in ("--max-megapixels", "--max-total-megapixels", "--max-memory"):
+        for v in ("inf", "nan", "0"):
+            fail(capsys, "finite positive", "decompress", bsw, "-o", tmp_path / "o", flag, v)
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ hostile files (issue 15)
+
+_MEASURED = ("import resource, sys\nfrom bitswap.__main__ import main\nrc = main(sys.argv[1:])\n"
+             "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)")
+PEAK_MB = 1500          # torch and the model take about 400 MB of it
+
+
+def _decompress_measured(path: Path, *args) -> tuple[int, list[str], float]:
+    """``bitswap decompress`` in a subprocess: (status, stderr lines, peak resident MB)."""
+    p = subprocess.run([sys.executable, "-c", _MEASURED, "decompress", str(path), *map(str, args)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    lines = p.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("maxrss"), p.stderr
+    return p.returncode, lines[:-1], int(lines[-1].split()[1]) / 1024
+
+
+def _assert_refused(path: Path, needle: str, out: Path, *args) -> None:
+    rc, err, peak = _decompress_measured(path, "-o", out, "-q", *args)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("bitswap: error: ") and needle in err[0], err
+    assert peak < PEAK_MB, f"{peak:.0f} MB"
+    assert not out.exists()
+
+
+def _crafted(bsw: Path, version: int, sizes, **header) -> bytes:
+    from bitswap.container import CODING_DIRECT, ImageEntry
+    c = Container.from_bytes(bsw.read_bytes())
+    images = [ImageEntry(w, h, "L", CODING_DIRECT, 0, f"i{k}") for k, (w, h) in enumerate(sizes)]
+    return Container(replace(c.header, images=images, **header), c.payload, version).to_bytes()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_hostile_huge_batch_is_refused(env, bsw, tmp_path, version):
+    """7 KB claiming four 10000x10000 images in batches of 65536 (8.9 GB, > 5 min before)."""
+    f = _write(tmp_path / "f.bsw", _crafted(bsw, version, [(10000, 10000)] * 4, batch=65536))
+    _assert_refused(f, "patches per network call", tmp_path / "o", "--model", env["grey"])
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_hostile_huge_images_stop_when_the_message_ends(env, bsw, tmp_path, version):
+    """A small file claiming 10000x10000 images: decoding stops as soon as a pop would need
+    words the file does not hold (tens of minutes of garbage before)."""
+    sizes = [(10000, 10000)] * (4 if version == 2 else 1)
+    for _ in (1,):
+        f = _write(tmp_path / "f.bsw", _crafted(bsw, version, sizes))
+        _assert_refused(f, "ANS message ends before the images", tmp_path / "o", "--model", env["grey"])
+
+
+def test_hostile_sizes_over_the_limits(env, bsw, tmp_path):
+    for sizes, needle in (([(1 << 20, 1 << 20)], "megapixels"), ([(10001, 10000)], "--max-megapixels")):
+        _assert_refused(_write(tmp_path / "f.bsw", _crafted(bsw, 3, sizes)), needle, tmp_path / "o",
+                        "--model", env["grey"])
+    _assert_refused(_write(tmp_path / "f.bsw", _crafted(bsw, 3, [(100, 100)])), "--max-memory",
+                    tmp_path / "o", "--model", env["grey"], "--max-memory", "0.001")
+
+
+@pytest.mark.parametrize("name", ["mnist-nz8", "cifar10-nz8"])
+def test_hostile_bins_are_never_computed_unasked(env, tmp_path, name):
+    """quantbits 16 for a shipped model: new bins are refused (12.8 GB and 2 min before), and
+    with --allow-new-bins refused by the memory limit before anything is allocated."""
+    from bitswap import zoo
+    from bitswap.ans import Message
+    from bitswap.container import CODING_DIRECT, Header, ImageEntry
+    from bitswap.discretization import weights_hash
+    model = zoo.load(name)
+    ch = int(model.x_shape[0])
+    m = Message(16, seed=0)
+    m.push(np.arange(16, dtype=np.uint64), np.ones(16, dtype=np.uint64), 8)
+    h = Header(name, bytes.fromhex(weights_hash(model)), bytes(32), True, model.nz, 16, "uniform", 24, ch, 16,
+               64, 0, [ImageEntry(32, 32, "RGB" if ch == 3 else "L", CODING_DIRECT, 0, "x")])
+    f = _write(tmp_path / "f.bsw", Container(h, m.to_bytes(), 2).to_bytes())
+    _assert_refused(f, "neither shipped nor cached here; computing them takes minutes and memory "
+                       "(--allow-new-bins computes them)", tmp_path / "o")
+    _assert_refused(f, "more than the memory limit of 2000 MB (raise it with --max-memory)", tmp_path / "o",
+                    "--allow-new-bins")
+
+
+def test_hostile_initial_words_field(env, bsw, capsys, tmp_path):
+    """An initial-words field of 2**63 used to end in an OverflowError traceback."""
+    c = Container.from_bytes(bsw.read_bytes())
+    msg = bytearray(c.payload)
+    struct.pack_into("<Q", msg, 21, 1 << 63)
+    msg[-4:] = struct.pack("<I", zlib.crc32(bytes(msg[:-4])))
+    f = _write(tmp_path / "f.bsw", Container(c.header, bytes(msg), 3).to_bytes())
+    fail(capsys, "inconsistent initial-bits fields", "decompress", f, "-o", tmp_path / "o", "--model", env["grey"])
+    fail(capsys, "inconsistent initial-bits fields", "info", f)
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz_bsw", ROOT / "benchmarks" / "fuzz_bsw.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def fuzz_files(env):
+    fuzz = _fuzz_module()
+    return fuzz, *fuzz.build(0)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.integers(0, 4), st.integers(0, 2 ** 32 - 1))
+def test_fuzz_decoder_with_recomputed_checksums(fuzz_files, which, seed):
+    """A fast derandomized subset of benchmarks/fuzz_bsw.py: a mutated v1-v3 file whose both
+    CRCs are recomputed reaches the decoder; the outcome is a clear error or identical pixels,
+    within the time and memory bound."""
+    fuzz, model, files = fuzz_files
+    data, srcs = files[which]
+    outcome = fuzz.run_case(model, fuzz.mutate(np.random.default_rng(seed), data), srcs)
+    assert outcome == "decoded" or outcome.startswith("error: "), outcome
+
+
+def test_version_2_files_still_decode_through_the_cli(env, capsys, tmp_path):
+    """Files of the previous format (I;16 coded as one plane, palette images) decode as before."""
+    from PIL import Image
+
+    from bitswap import images as lib
+    g = smooth_image(20, 30, 1, 4)
+    Image.fromarray(g.astype(np.uint16)).save(tmp_path / "i16.png")
+    Image.fromarray(g).convert("P").save(tmp_path / "pal.png")
+    save_png(tmp_path / "g.png", g)
+    srcs = [lib.read_image(tmp_path / f"{n}.png") for n in ("i16", "pal", "g")]
+    srcs[0] = lib.SourceImage(srcs[0].pixels[1:], "I;16", name="i16")          # the v2 coding: one plane
+    model = lib.load_model(str(env["grey"]))
+    res = lib.compress(srcs, model, format_version=2, fallback=False)
+    bsw = _write(tmp_path / "v2.bsw", res.data)
+    assert bsw.read_bytes()[8:10] == b"\x02\x00"
+    rc, out, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "--model", env["grey"])
+    assert rc == 0, err
+    for n in ("i16", "pal", "g"):
+        assert same_image(tmp_path / f"{n}.png", tmp_path / "dec" / f"{n}.png"), n

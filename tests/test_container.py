@@ -64,7 +64,7 @@ def test_round_trip():
     (GOOD[:40], "truncated"),
     (GOOD[:-1], "checksum"),
     (GOOD + b"\0", "checksum"),
-    (GOOD[:8] + b"\x03\x00" + GOOD[10:], "unsupported .bsw version 3"),
+    (GOOD[:8] + b"\x04\x00" + GOOD[10:], "unsupported .bsw version 4"),
     (GOOD[:100] + bytes([GOOD[100] ^ 1]) + GOOD[101:], "checksum"),
 ])
 def test_bad_files(data, needle):
@@ -86,14 +86,19 @@ def test_header_bounds_on_write(field, value, needle):
 @pytest.mark.parametrize("entry,needle", [
     (ImageEntry(0, 5, "L", CODING_DIRECT, 0, "z"), "size"),
     (ImageEntry(5, (1 << 20) + 1, "L", CODING_DIRECT, 0, "z"), "size"),
-    (ImageEntry(5, 5, "RGB", CODING_DIRECT, 0, "z"), "3-channel image coded directly"),
+    (ImageEntry(5, 5, "RGB", CODING_DIRECT, 0, "z"), "3-plane image coded directly"),
+    (ImageEntry(5, 5, "RGB;16", CODING_PLANES, 0, "z"), "16-bit flag"),
+    (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "z", b"xyz"), "malformed transparency key"),
+    (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "z", b"\x01\x00"), "transparency key above 255"),
+    (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "z", method=1, blob_length=0), "does not match its method"),
+    (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "z", method=9, blob_length=3), "unknown coding method"),
     (ImageEntry(5, 5, "L", CODING_REPLICATE, 0, "z"), "replicated"),
     (ImageEntry(5, 5, "L", 7, 0, "z"), "coding"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "../evil"), "safe file stem"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, ".."), "safe file stem"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, ""), "safe file stem"),
     (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "a"), "repeated"),
-    (ImageEntry(5, 5, "L", CODING_DIRECT, 0, "z", b"xx"), "extra data"),
+    (ImageEntry(5, 5, "LA", CODING_DIRECT, 0, "z", b"xx"), "extra data"),
     (ImageEntry(5, 5, "P", CODING_DIRECT, 0, "z", b"\x02ab"), "palette"),
 ])
 def test_image_bounds(entry, needle):
@@ -125,7 +130,8 @@ def _patch_header_field(offset: int, fmt: str, value) -> bytes:
     (0, "<B", 2, "unknown flags"), (1, "<B", 0, "nz=0"), (2, "<B", 40, "quantbits"),
     (3, "<B", 9, "strategy"), (4, "<B", 99, "precision"), (5, "<B", 4, "channels"),
     (6, "<I", 0, "lanes"), (10, "<I", 1 << 20, "batch"), (14, "<Q", 1 << 63, "seed"),
-    (86, "<B", 200, "header ends early"), (96, "<I", 0, "image count"), (96, "<I", 9, "ends early"),
+    (86, "<B", 7, "unknown inference mode"),
+    (87, "<B", 200, "header ends early"), (97, "<I", 0, "image count"), (97, "<I", 9, "ends early"),
 ])
 def test_read_bounds_with_valid_crc(offset, fmt, value, needle):
     with pytest.raises(ContainerError, match=needle):
@@ -186,3 +192,71 @@ def test_fuzz_splices_with_valid_crc(pos, insert, delete):
     checks stand between these and the decoder."""
     data = GOOD[:pos] + insert + GOOD[pos + delete:]
     _parse(refix_crc(data))
+
+
+# ------------------------------------------------------------------------------ version 3
+
+def test_version_2_layout_is_unchanged():
+    """Version 2 files keep their exact bytes: no inference byte, no per-image v3 fields."""
+    c = Container(make_header(), _message(), version=2)
+    data = c.to_bytes()
+    assert data[8:10] == b"\x02\x00" and len(data) + 1 + 3 * 14 == len(GOOD)
+    back = Container.from_bytes(data)
+    assert back.version == 2 and back.header == make_header() and back.to_bytes() == data
+    with pytest.raises(ContainerError, match="version 2 has no 16-bit"):
+        Container(make_header(images=[ImageEntry(3, 3, "L", CODING_DIRECT, 0, "a", icc=b"x")]), b"",
+                  version=2).to_bytes()
+
+
+def test_version_3_fields_round_trip():
+    images = [ImageEntry(40, 30, "RGB;16", CODING_PLANES, 1, "wide", b"\x01\x02\x03\x04\x05\x06", b"icc!",
+                         wide=True, costs={0: 900, 1: 700}),
+              ImageEntry(2, 2, "L", CODING_DIRECT, 2, "png", b"\x00\x07", method=1, blob_length=5,
+                         costs={0: 400, 1: 5, 3: 9}),
+              ImageEntry(2, 2, "I;16", CODING_DIRECT, 3, "jxl", method=3, blob_length=3, wide=True)]
+    h = make_header(images=images, inference=1)
+    data = Container(h, _message(), 3, [b"PNG!!", b"JXL"]).to_bytes()
+    c = Container.from_bytes(data)
+    assert c.header == h and c.blobs == [b"PNG!!", b"JXL"] and c.to_bytes() == data
+    assert c.header.inference == 1 and [im.planes for im in c.header.images] == [6, 1, 2]
+    assert c.blob(c.header.images[2]) == b"JXL" and c.model_coded == [c.header.images[0]]
+    with pytest.raises(ContainerError, match="lengths differ"):
+        Container(h, _message(), 3, [b"PNG!", b"JXL"]).to_bytes()
+
+
+def test_version_3_without_an_ans_message():
+    """When every image is stored classically the file carries no ANS message at all."""
+    h = make_header(images=[ImageEntry(1, 1, "L", CODING_DIRECT, 2, "a", method=1, blob_length=3)])
+    data = Container(h, b"", 3, [b"abc"]).to_bytes()
+    c = Container.from_bytes(data)
+    assert c.payload == b"" and c.model_coded == [] and c.blobs == [b"abc"]
+    with pytest.raises(ContainerError, match="no ANS message"):
+        c.message()
+    with pytest.raises(ContainerError, match="exactly when an image is coded by the model"):
+        Container.from_bytes(Container(h, _message(), 3, [b"abc"]).to_bytes())
+
+
+def test_huge_initial_words_field_is_a_clear_error():
+    """An initial-words field of 2**63 or more used to end in an OverflowError."""
+    msg = bytearray(_message())
+    for value in (1 << 63, (1 << 64) - 1, 1 << 62):
+        struct.pack_into("<Q", msg, 4 + 1 + 8 + 8, value)
+        body = bytes(msg[:-4])
+        data = Container(make_header(), body + struct.pack("<I", zlib.crc32(body))).to_bytes()
+        with pytest.raises(ContainerError, match="initial-bits fields"):
+            Container.from_bytes(data).message()
+
+
+def test_decoder_message_may_not_draw_beyond_recorded_initial_bits():
+    """The message a file yields stops (MessageExhausted) instead of drawing initial bits
+    the encoder never used: decoding work is bounded by the file's size."""
+    import numpy as np
+
+    from bitswap.ans import MessageExhausted
+    c = Container.from_bytes(GOOD)
+    msg = c.message()
+    assert msg.initial_limit == int(msg.initial_words[0])
+    ones = np.ones(16, dtype=np.uint64)
+    with pytest.raises(MessageExhausted, match="exhausted"):
+        for _ in range(100):
+            msg.pop(np.zeros(16, dtype=np.uint64), ones, 8)
