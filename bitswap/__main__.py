@@ -123,7 +123,8 @@ def cmd_compress(args) -> int:
                        bitswap=not args.bbans, quantbits=args.quantbits, strategy=args.bins,
                        lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
                        limits=limits, progress=not args.quiet and sys.stderr.isatty(),
-                       fallback=not args.model_only)
+                       fallback=not args.model_only,
+                       inference=None if args.inference == "auto" else args.inference)
     atomic_write_bytes(out, res.data)
     if not args.quiet:
         png = sum(lib.png_size(s) for s in srcs)
@@ -171,9 +172,11 @@ def _read_container(path: str):
 
 
 def cmd_decompress(args) -> int:
-    from .images import check_decodable
+    from .images import MAX_NETWORK_BATCH, check_decodable
 
     t0 = time.perf_counter()
+    if not 1 <= args.network_batch <= MAX_NETWORK_BATCH:
+        raise CLIError(f"--network-batch must be in 1..{MAX_NETWORK_BATCH}")
     c, _ = _read_container(args.file)
     limits = _limits(args)
     _check_device(args)
@@ -219,7 +222,8 @@ def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
             raise ModelError(f"{args.file} was compressed with model {name!r}, which cannot be loaded here "
                              f"({exc}); give its weights with --model PATH") from None
     decoded = lib.decompress(c, model, device=args.device, limits=limits,
-                             progress=not args.quiet and sys.stderr.isatty(), allow_new_bins=args.allow_new_bins)
+                             progress=not args.quiet and sys.stderr.isatty(), allow_new_bins=args.allow_new_bins,
+                             network_batch=args.network_batch)
     # Folders are created only now, when the first decoded image is renamed into place.
     created = [] if outdir.is_dir() else [p for p in [outdir, *outdir.parents] if not p.exists()][::-1]
     written = []
@@ -260,7 +264,7 @@ def cmd_info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .discretization import DEFAULT_QUANTBITS, STRATEGIES
     from .images import (DEFAULT_BATCH, DEFAULT_FILE_STRATEGY, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_MEMORY_MB,
-                         DEFAULT_MAX_TOTAL_MEGAPIXELS, DEFAULT_SEED)
+                         DEFAULT_MAX_TOTAL_MEGAPIXELS, DEFAULT_SEED, MAX_NETWORK_BATCH)
 
     ap = argparse.ArgumentParser(prog="bitswap", description="Lossless image compression with Bit-Swap "
                                  "(hierarchical VAEs and bits-back ANS coding).")
@@ -288,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lanes", type=int, default=None, help="ANS lanes (default: from the image size)")
     c.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="32x32 patches per network call")
     c.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initial bits")
+    c.add_argument("--inference", choices=("auto", "exact", "float"), default="auto",
+                   help="auto: the model's exact integer network where it ships one (the file decodes on any "
+                        "machine), else float32; float: the float32 network (decodes only where it computes "
+                        "the same floats)")
     c.add_argument("--model-only", action="store_true",
                    help="code every image with the model, even where PNG/WebP/JPEG XL lossless is smaller")
     c.set_defaults(func=cmd_compress)
@@ -298,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("--allow-new-bins", action="store_true",
                    help="compute latent bins that are neither shipped nor cached (minutes, memory)")
+    d.add_argument("--network-batch", type=int, default=MAX_NETWORK_BATCH,
+                   help="exact-network files: patches per network call while decoding (any value decodes "
+                        "the same; smaller uses less memory)")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="describe a .bsw file")

@@ -82,7 +82,7 @@ WIDE_MODES = ("I;16", "RGB;16")      # 16-bit samples: two byte planes per chann
 INFERENCE_FLOAT32, INFERENCE_EXACT = 0, 1
 INFERENCE_NAMES = {INFERENCE_FLOAT32: "float32 network (decodes where it was encoded)",
                    INFERENCE_EXACT: "exact integer network"}
-READ_INFERENCE = (INFERENCE_FLOAT32,)    # the values this reader implements
+READ_INFERENCE = (INFERENCE_FLOAT32, INFERENCE_EXACT)    # the values this reader implements
 
 # Per-image coding method (version 3): the model, or a classical lossless encoding.
 METHOD_MODEL, METHOD_PNG, METHOD_WEBP, METHOD_JXL = 0, 1, 2, 3

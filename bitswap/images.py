@@ -188,6 +188,37 @@ def get_bins(model, quantbits: int, strategy: str, compute: bool = True):
                          "cached here; computing them takes minutes and memory", "allow_new_bins") from None
 
 
+def exact_parts(model, device=None):
+    """The shipped exact integer network and integer latent bins of ``model`` (found by its zoo
+    name), or None when it has none (a weights file, or a model shipped without them)."""
+    from . import exact, intbins, zoo
+    name = getattr(model, "name", None)
+    entry = zoo.manifest().get(name) if name else None
+    if not entry or "exact_file" not in entry or name not in intbins.shipped_manifest():
+        return None
+    return exact.load_shipped(name, device or "cpu"), intbins.shipped(name)
+
+
+def _file_coding(model, inference: str | None, quantbits: int, strategy: str, device):
+    """How a version 3 file codes with ``model``: (INFERENCE_*, exact network, integer bins).
+
+    ``inference`` None picks the exact network wherever the model ships one for these bin
+    settings (portable files), else the float32 network; "exact" insists, "float" never uses it."""
+    if inference not in (None, "exact", "float"):
+        raise ValueError(f"unknown inference {inference!r} (exact or float)")
+    parts = exact_parts(model, device) if inference != "float" else None
+    if parts is not None and (parts[1].quantbits, parts[1].strategy) != (quantbits, strategy):
+        if inference == "exact":
+            raise ModelError(f"the exact network of {model.name} ships with {parts[1].quantbits}-bit "
+                             f"{parts[1].strategy} latent bins only")
+        parts = None
+    if parts is None:
+        if inference == "exact":
+            raise ModelError(f"model {getattr(model, 'name', '?')!r} has no shipped exact integer network")
+        return fmt.INFERENCE_FLOAT32, None, None
+    return (fmt.INFERENCE_EXACT,) + parts
+
+
 # ------------------------------------------------------------------------------ the coding
 
 def _coding(planes: int, mchannels: int) -> int:
@@ -291,16 +322,21 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
              precision: int = DEFAULT_PRECISION, lanes: int | None = None, batch: int = DEFAULT_BATCH,
              seed: int = DEFAULT_SEED, device=None, limits: Limits | None = None,
              progress: bool = False, bins=None, format_version: int = fmt.VERSION,
-             fallback: bool = True) -> Result:
+             fallback: bool = True, inference: str | None = None) -> Result:
     """Compress ``images`` with ``model`` into one .bsw container (see the module docstring).
 
     ``fallback`` (version 3): store an image as its best classical lossless encoding when
     that is smaller than the model's bits for it (``False``: every image by the model, for
-    measuring the model). ``format_version`` 1 or 2 writes an older format (for
-    compatibility tests; 8-bit images without ICC profiles or transparency keys only)."""
+    measuring the model). ``inference`` (version 3): None codes with the model's shipped
+    exact integer network where it has one (a file that decodes on any machine), "float" with
+    the float32 network (decodes where the network computes the same floats), "exact" insists
+    on the exact network. ``format_version`` 1 or 2 writes an older format (for
+    compatibility tests; float32 network; 8-bit images without ICC profiles or transparency
+    keys only)."""
     import time
 
     from .coders import Coder
+    from .latent_models import ExactHierarchy
 
     t0 = time.perf_counter()
     if not images:
@@ -320,8 +356,18 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     if not v3 and any(im.wide or im.icc or (im.extra and im.mode != "P") for im in images):
         raise ImageError(f"version {format_version} files hold 8-bit images without ICC profiles or "
                          "transparency keys only")
-    bins = bins if bins is not None else get_bins(model, quantbits, strategy)
-    coder = Coder(model, bins, bitswap=bitswap, lanes=lanes, precision=precision, device=device)
+    if not v3 and inference == "exact":
+        raise ValueError(f"version {format_version} files code with the float32 network only")
+    mode, exact_net, int_bins = _file_coding(model, inference, quantbits, strategy, device) if v3 \
+        else (fmt.INFERENCE_FLOAT32, None, None)
+    if exact_net is not None:
+        coder = Coder(ExactHierarchy(exact_net, int_bins), bitswap=bitswap, lanes=lanes, precision=precision)
+        model_hash, bins_digest = exact_net.digest(), int_bins.digest
+    else:
+        bins = bins if bins is not None else get_bins(model, quantbits, strategy)
+        coder = Coder(model, bins, bitswap=bitswap, lanes=lanes, precision=precision, device=device)
+        model_hash, bins_digest = weights_hash(model), bins.digest
+        quantbits, strategy = bins.quantbits, bins.strategy
     entries, tiles, used = [], [], set()
     for k, im in enumerate(images):
         coding = _coding(im.pixels.shape[0], mch)
@@ -335,9 +381,9 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
         entries.append(ImageEntry(w, h, im.mode, coding, crc, name, bytes(im.extra), bytes(im.icc) if v3 else b"",
                                   wide=v3 and im.wide))
         tiles.append(np.concatenate([tile_image(u, PATCH) for u in _units(im.pixels, coding, mch)]))
-    header = Header(model_name or getattr(model, "name", "model"), bytes.fromhex(weights_hash(model)),
-                    bytes.fromhex(bins.digest), bool(bitswap), model.nz, bins.quantbits, bins.strategy,
-                    precision, mch, lanes, batch, seed, entries)
+    header = Header(model_name or getattr(model, "name", "model"), bytes.fromhex(model_hash),
+                    bytes.fromhex(bins_digest), bool(bitswap), model.nz, quantbits, strategy,
+                    precision, mch, lanes, batch, seed, entries, mode)
     fmt._validate_header(header, format_version)
 
     def model_pass(chosen):
@@ -420,22 +466,72 @@ def check_decodable(c: Container, limits: Limits | None = None) -> None:
     if c.model_coded and h.inference not in fmt.READ_INFERENCE:
         raise ContainerError(f"this file needs the {fmt.INFERENCE_NAMES[h.inference]} (inference mode "
                              f"{h.inference}), which this version of bitswap does not implement")
-    if c.model_coded and h.batch > MAX_NETWORK_BATCH:
+    if c.model_coded and h.inference == fmt.INFERENCE_FLOAT32 and h.batch > MAX_NETWORK_BATCH:
         raise ContainerError(f"this file codes {h.batch} patches per network call; at most "
                              f"{MAX_NETWORK_BATCH} are decoded (the float32 network's results depend on the "
                              "batch, so it cannot be decoded in slices)")
 
 
+def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: int):
+    """The coder of an exact-network file: the shipped exact network and integer bins of the
+    model, checked against the digests the file records."""
+    from .coders import Coder
+    from .latent_models import ExactHierarchy
+    h = c.header
+    # int64 activations and two float32 digit passes: about 3x the float network's memory
+    limits.check_memory(decode_memory(c, 3 * network_bytes_per_patch(model)), "decoding this file")
+    parts = exact_parts(model, device)
+    if parts is None:
+        raise ModelError(f"this file was coded with the exact integer network of {h.model_name!r}, which is "
+                         f"not installed with the model given ({getattr(model, 'name', '?')!r})")
+    exact_net, int_bins = parts
+    if exact_net.digest() != h.model_hash.hex() or model.nz != h.nz or model_channels(model) != h.model_channels:
+        raise ModelError(f"wrong model: the file was coded with the exact network {h.model_hash.hex()[:16]} of "
+                         f"{h.model_name!r}, the one installed here is {exact_net.digest()[:16]}")
+    if int_bins.digest != h.bins_digest.hex():
+        raise ModelError(f"the integer latent bins installed for {h.model_name!r} (digest {int_bins.digest[:16]}) "
+                         f"are not the ones the file was coded with ({h.bins_digest.hex()[:16]})")
+    return Coder(ExactHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
+                 bitswap=h.bitswap, lanes=h.lanes, precision=h.precision)
+
+
+def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_bins: bool):
+    """The coder of a float32-network file (versions 1-3): the model, checked against the
+    file's weights hash, with its latent bins (cached, or computed if allowed)."""
+    from .coders import Coder
+    h = c.header
+    check_model(h, model)
+    per_patch = network_bytes_per_patch(model)
+    limits.check_memory(decode_memory(c, per_patch), "decoding this file")
+    if bins is None:
+        try:
+            bins = get_bins(model, h.quantbits, h.strategy, compute=False)
+        except LimitError:
+            if not allow_new_bins:
+                raise
+            limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
+                                "decoding this file (computing its latent bins)")
+            bins = get_bins(model, h.quantbits, h.strategy)
+    if bins.digest != h.bins_digest.hex():
+        raise ChecksumMismatchError(
+            f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
+            f"(digest {h.bins_digest.hex()[:16]}): the model computed different values on this hardware/software "
+            "than when compressing; decode where it was compressed (same device type)")
+    return Coder(model, bins, bitswap=h.bitswap, lanes=h.lanes, precision=h.precision, device=device)
+
+
 def decompress(c: Container, model, *, device=None, limits: Limits | None = None, progress: bool = False,
-               bins=None, allow_new_bins: bool = True) -> list[tuple[ImageEntry, np.ndarray]]:
+               bins=None, allow_new_bins: bool = True,
+               network_batch: int = MAX_NETWORK_BATCH) -> list[tuple[ImageEntry, np.ndarray]]:
     """Decode a container with ``model`` (checked against its hash): [(entry, uint8 planes)].
 
     ``model`` may be None when no image is coded by the model. ``allow_new_bins=False``
-    refuses (LimitError ``allow_new_bins``) to compute latent bins that are not cached."""
+    refuses (LimitError ``allow_new_bins``) to compute latent bins that are not cached.
+    Files of the exact network run it at most ``network_batch`` patches at a time, whatever
+    batch they were coded with (its integers do not depend on the grouping)."""
     from tqdm import tqdm
 
     from .ans import MessageExhausted
-    from .coders import Coder
 
     limits = limits or Limits()
     h = c.header
@@ -445,25 +541,11 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
     if coded:
         if model is None:
             raise ModelError("this file needs its model to decode")
-        check_model(h, model)
-        per_patch = network_bytes_per_patch(model)
-        limits.check_memory(decode_memory(c, per_patch), "decoding this file")
-        if bins is None:
-            try:
-                bins = get_bins(model, h.quantbits, h.strategy, compute=False)
-            except LimitError:
-                if not allow_new_bins:
-                    raise
-                limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
-                                    "decoding this file (computing its latent bins)")
-                bins = get_bins(model, h.quantbits, h.strategy)
-        if bins.digest != h.bins_digest.hex():
-            raise ChecksumMismatchError(
-                f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
-                f"(digest {h.bins_digest.hex()[:16]}): the model computed different values on this hardware/software "
-                "than when compressing; decode where it was compressed (same device type)")
+        if h.inference == fmt.INFERENCE_EXACT:
+            coder = _exact_decoder(c, model, device, limits, network_batch)
+        else:
+            coder = _float_decoder(c, model, device, limits, bins, allow_new_bins)
         msg = c.message()
-        coder = Coder(model, bins, bitswap=h.bitswap, lanes=h.lanes, precision=h.precision, device=device)
         mch = h.model_channels
         counts = [_patch_count(e, mch) for e in coded]
         total = sum(counts)

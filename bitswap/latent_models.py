@@ -99,14 +99,18 @@ class ExactHierarchy:
     :mod:`bitswap.intdistributions`. Every number that decides a probability is an integer
     computed the same way everywhere, so a stream decodes on any machine, and the
     parameters do not depend on how images are grouped into batches (no batch-of-one
-    special case as in :func:`network_outputs`)."""
+    special case as in :func:`network_outputs`). So the network may also run in slices of at most
+    ``network_batch`` images (bounded memory) whatever batch the stream was coded with."""
 
-    def __init__(self, exact, bins):
+    def __init__(self, exact, bins, network_batch: int | None = None):
         from .intcodecs import IntBinEdges
         if bins.nz != exact.nz:
             raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={exact.nz}")
         self.model = exact
         self.bins = bins
+        self.network_batch = network_batch
+        if network_batch is not None and network_batch < 1:
+            raise ValueError("network_batch must be >= 1")
         self.nz = exact.nz
         self.x_shape = tuple(exact.x_shape)
         self.z_shape = tuple(exact.z_shape)
@@ -127,8 +131,9 @@ class ExactHierarchy:
 
     def _outputs(self, fn, i: int, given: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         B = given.shape[0]
-        mu, scale = fn(i, given)
-        return (mu.to("cpu").numpy().reshape(B, -1), scale.to("cpu").numpy().reshape(B, -1))
+        step = self.network_batch or B
+        outs = [fn(i, given[a:a + step]) for a in range(0, B, step)]
+        return tuple(torch.cat([o[k] for o in outs]).to("cpu").numpy().reshape(B, -1) for k in range(2))
 
     def posterior(self, i: int, given: np.ndarray):
         from .intdistributions import IntLogisticOverBins
