@@ -242,7 +242,8 @@ def _read_exact(path: Path, head: bytes, im) -> SourceImage:
                 a = imagecodecs.png_decode(data)
             except Exception as exc:
                 raise ImageError(f"{where}: cannot decode the 16-bit PNG ({exc})") from None
-            a = np.asarray(a, dtype=np.uint16).reshape(a.shape[0], a.shape[1], -1)
+            # libpng expands a tRNS key into an alpha channel: keep the samples (the key is kept)
+            a = np.asarray(a, dtype=np.uint16).reshape(a.shape[0], a.shape[1], -1)[..., :1 if colour == 0 else 3]
             return SourceImage(split16(a), "I;16" if colour == 0 else "RGB;16", extra=key, icc=icc,
                                dropped=dropped)
         src = _to_source(im, where)
