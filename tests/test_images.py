@@ -243,8 +243,6 @@ def _overhead(res) -> int:
 @pytest.fixture(scope="module")
 def mnist():
     from bitswap import zoo
-    if "mnist-nz8" not in zoo.available():
-        pytest.skip("mnist-nz8 not installed")
     return zoo.load("mnist-nz8")
 
 
