@@ -6,6 +6,11 @@ bits per sub-pixel and seconds each way, then the totals.
 
     python benchmarks/bench_portable.py --kodak ../shared/data/kodak            # the 24 photographs
     python benchmarks/bench_portable.py --mnist 100                             # MNIST test digits, one file
+    python benchmarks/bench_portable.py --protocol 10                           # the paper's protocol, E x 100
+
+``--protocol E`` runs the paper's protocol (E streams of 100 MNIST test images, mnist-nz8,
+Bit-Swap) in-process with the exact network over the shipped integer bins and with the float32
+network over the same (uniform) bins and over the experiment scripts' adaptive bins.
 
 Figures in docs/bench_portable_*.txt.
 """
@@ -47,14 +52,39 @@ def run(sources, model, label: str, paths=("exact", "float"), batch: int = lib.D
     return row
 
 
+def protocol(experiments: int) -> None:
+    from bitswap import exact, intbins, zoo
+    from bitswap.coders import Coder
+    from bitswap.discretization import cached_bins
+    from bitswap.experiments import experiment_indices, run_experiments, summarize
+    from bitswap.latent_models import ExactHierarchy
+    images = load_dataset("mnist", "test", PACKAGED_MNIST.parent)
+    idx = experiment_indices(len(images), experiments, 100)
+    model = zoo.load("mnist-nz8")
+    coders = {"exact, integer uniform bins": Coder(ExactHierarchy(exact.load_shipped("mnist-nz8"),
+                                                                  intbins.shipped("mnist-nz8"))),
+              "float32, uniform bins": Coder(model, cached_bins(model, 10, "uniform", data=None)),
+              "float32, adaptive bins": Coder(model, cached_bins(model, 10, "adaptive", data=None))}
+    for label, coder in coders.items():
+        meta, arrays = run_experiments(coder, images, idx, progress=False)
+        s = summarize(meta, arrays)
+        print(f"{label:28s} net {s['net']:.4f}  total after 1/50/100 {s['total_after'][1]:.3f} / "
+              f"{s['total_after'][50]:.4f} / {s['total_after'][100]:.4f}  initial bits {s['initial_bits_end']:.0f}  "
+              f"{s['encode_images_per_s']:.1f} / {s['decode_images_per_s']:.1f} img/s", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kodak", type=Path, help="folder of kodim*.png (cifar10-nz8)")
     ap.add_argument("--limit", type=int, default=0, help="first N Kodak images only")
     ap.add_argument("--mnist", type=int, default=0, help="N MNIST test digits as one file (mnist-nz8)")
+    ap.add_argument("--protocol", type=int, default=0, metavar="E", help="E x 100 MNIST protocol streams")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.protocol:
+        protocol(args.protocol)
+        return 0
     rows = []
     if args.kodak:
         model = lib.load_model("cifar10-nz8")

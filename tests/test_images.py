@@ -289,15 +289,20 @@ def test_the_model_is_kept_where_it_wins(mnist):
 
 # ------------------------------------------------------------------------- version 3 reader
 
-def test_unimplemented_inference_mode_is_refused(grey):
-    """The exact integer network (inference 1) is reserved: this reader says so clearly."""
+def test_exact_file_needs_the_exact_network(grey):
+    """A file of the exact integer network (inference 1) for a model that has none installed
+    here is refused with a clear error naming what is missing."""
     model, bins = grey
     res = lib.compress([lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")], model, bins=bins, fallback=False)
+    assert res.container.header.inference == 0          # the tiny model has no exact network
     c = res.container
     exact = Container.from_bytes(Container(replace(c.header, inference=1), c.payload, 3).to_bytes())
     assert "inference    1: exact integer network" in lib.describe(exact)
-    with pytest.raises(lib.ContainerError, match="exact integer network .* does not implement"):
+    with pytest.raises(lib.ModelError, match="exact integer network .* not installed"):
         lib.decompress(exact, model, bins=bins)
+    with pytest.raises(lib.ModelError, match="no shipped exact integer network"):
+        lib.compress([lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")], model, bins=bins,
+                     fallback=False, inference="exact")
 
 
 def test_classical_only_files_decode_without_a_model(grey):
