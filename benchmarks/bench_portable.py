@@ -33,17 +33,20 @@ from bitswap.container import Container  # noqa: E402
 from bitswap.data import PACKAGED_MNIST, load_dataset  # noqa: E402
 
 
-def run(sources, model, label: str, paths=("exact", "float"), batch: int = lib.DEFAULT_BATCH) -> dict:
+def run(sources, model, label: str, paths=("exact", "float"), batch: int = lib.DEFAULT_BATCH,
+        decode: bool = True) -> dict:
     sub = sum(s.subpixels for s in sources)
     row = {}
     for inference in paths:
         t = time.perf_counter()
         res = lib.compress(sources, model, fallback=False, inference=inference, batch=batch)
         enc = time.perf_counter() - t
-        t = time.perf_counter()
-        dec = lib.decompress(Container.from_bytes(res.data), model)
-        dec_s = time.perf_counter() - t
-        same = all(np.array_equal(px, s.pixels) for (_, px), s in zip(dec, sources))
+        dec_s, same = float("nan"), None
+        if decode:
+            t = time.perf_counter()
+            dec = lib.decompress(Container.from_bytes(res.data), model)
+            dec_s = time.perf_counter() - t
+            same = all(np.array_equal(px, s.pixels) for (_, px), s in zip(dec, sources))
         row[inference] = (8 * len(res.data) / sub, enc, dec_s, same)
     e, f = row["exact"], row["float"]
     print(f"{label:10s} exact {e[0]:.4f} bpsp {e[1]:6.1f}/{e[2]:6.1f} s | float {f[0]:.4f} bpsp "
@@ -77,6 +80,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kodak", type=Path, help="folder of kodim*.png (cifar10-nz8)")
     ap.add_argument("--limit", type=int, default=0, help="first N Kodak images only")
+    ap.add_argument("--start", type=int, default=0, help="skip the first N Kodak images")
+    ap.add_argument("--encode-only", action="store_true", help="rates and encode times only (no decoding)")
     ap.add_argument("--mnist", type=int, default=0, help="N MNIST test digits as one file (mnist-nz8)")
     ap.add_argument("--protocol", type=int, default=0, metavar="E", help="E x 100 MNIST protocol streams")
     ap.add_argument("--threads", type=int, default=2)
@@ -88,10 +93,10 @@ def main(argv=None) -> int:
     rows = []
     if args.kodak:
         model = lib.load_model("cifar10-nz8")
-        files = sorted(args.kodak.glob("kodim*.png"))[: args.limit or None]
+        files = sorted(args.kodak.glob("kodim*.png"))[args.start: args.limit or None]
         for f in files:
             src = lib.read_image(f)
-            rows.append((src.subpixels, run([src], model, f.stem)))
+            rows.append((src.subpixels, run([src], model, f.stem, decode=not args.encode_only)))
     if args.mnist:
         model = lib.load_model("mnist-nz8")
         digits = load_dataset("mnist", "test", PACKAGED_MNIST.parent)[: args.mnist, :, 2:30, 2:30]

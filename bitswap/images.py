@@ -604,7 +604,8 @@ def describe(c: Container, nbytes: int | None = None) -> str:
     payload = (f"{len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits from the seed "
                "are part of it)") if c.payload else "no ANS message (no image is coded by the model)"
     lines = [
-        f"model        {h.model_name} (weights sha256 {h.model_hash.hex()[:16]}..., {h.model_channels} channel"
+        f"model        {h.model_name} ({'exact network digest' if h.inference == fmt.INFERENCE_EXACT else 'weights sha256'} "
+        f"{h.model_hash.hex()[:16]}..., {h.model_channels} channel"
         f"{'s' if h.model_channels > 1 else ''}, nz={h.nz})",
         f"coder        {'Bit-Swap' if h.bitswap else 'BB-ANS'}, {h.quantbits}-bit latent bins ({h.strategy}, "
         f"digest {h.bins_digest.hex()[:16]}...), ANS precision {h.precision}, {h.lanes} lanes, "

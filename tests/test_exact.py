@@ -256,15 +256,15 @@ def test_same_integers_in_every_environment(name):
     """The exact network prints the same per-image digests under every environment and batch
     grouping; the float32 network does not (so this test can fail)."""
     weights, exact_path = _shipped(name)
-    reference = _hash_run("exact", exact_path, {}, [], batch=16)
-    assert len(reference) == 16
-    runs = {env: _hash_run("exact", exact_path, e, f, batch=16) for env, (e, f) in ENVIRONMENTS.items()}
-    runs["batch 1"] = _hash_run("exact", exact_path, {}, [], batch=1, images=7) + reference[7:]
-    runs["batch 7"] = _hash_run("exact", exact_path, {}, [], batch=7)
+    reference = _hash_run("exact", exact_path, {}, [], batch=8, images=8)
+    assert len(reference) == 8
+    runs = {env: _hash_run("exact", exact_path, e, f, batch=8, images=8) for env, (e, f) in ENVIRONMENTS.items()}
+    runs["batch 1"] = _hash_run("exact", exact_path, {}, [], batch=1, images=3) + reference[3:]
+    runs["batch 3"] = _hash_run("exact", exact_path, {}, [], batch=3, images=8)
     for env, digests in runs.items():
         assert digests == reference, f"exact network differs under {env}"
-    float_ref = _hash_run("float", weights, {}, [], batch=16)
-    float_runs = {env: _hash_run("float", weights, e, f, batch=16) for env, (e, f) in ENVIRONMENTS.items()
+    float_ref = _hash_run("float", weights, {}, [], batch=8, images=8)
+    float_runs = {env: _hash_run("float", weights, e, f, batch=8, images=8) for env, (e, f) in ENVIRONMENTS.items()
                   if env != "default"}
     differs = sorted(env for env, d in float_runs.items() if d != float_ref)
     print(f"{name}: exact network identical under {sorted(runs)}; float32 network differs under {differs}")
