@@ -325,6 +325,12 @@ def test_classical_only_files_decode_without_a_model(grey):
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+def test_golden_files_are_there():
+    """The golden files are part of the repository (a missing one would silently skip below)."""
+    assert {p.name for p in GOLDEN.glob("*.bsw")} >= {"v3_exact_rgb.bsw", "v3_exact_grey_bbans.bsw",
+                                                       "v3_classical_16bit.bsw"}
+
+
 @pytest.mark.parametrize("bsw", sorted(GOLDEN.glob("*.bsw")), ids=lambda p: p.name)
 def test_golden_files(bsw):
     """Committed .bsw files (tests/golden/NAME.bsw, their sources tests/golden/NAME/*.png) must
