@@ -307,6 +307,19 @@ class BinEdges:
         self.table = table.reshape(-1)
 
 
+def lane_rows(rows, n: int, D: int) -> np.ndarray:
+    """The edge row of each of ``n`` lanes over ``D`` rows of bin edges: ``rows`` checked, or
+    by default ``l % D`` (lanes are images x dimensions, dimension fastest)."""
+    if rows is None:
+        if n % D:
+            raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
+        return np.arange(n) % D
+    rows = np.asarray(rows).reshape(-1)
+    if rows.shape[0] != n or rows.dtype.kind not in "iu" or (n and (rows.min() < 0 or rows.max() >= D)):
+        raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
+    return rows
+
+
 class LogisticBins(_QuantizedCDF):
     """A logistic (mu, scale) per lane, coded over fixed bin edges.
 
@@ -325,14 +338,7 @@ class LogisticBins(_QuantizedCDF):
             raise ValueError("scale must be positive")
         edges = edges if isinstance(edges, BinEdges) else BinEdges(edges)
         D = edges.rows
-        if rows is None:
-            if n % D:
-                raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
-            rows = np.arange(n) % D
-        else:
-            rows = np.asarray(rows).reshape(-1)
-            if rows.shape[0] != n or (n and (rows.min() < 0 or rows.max() >= D)):
-                raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
+        rows = lane_rows(rows, n, D)
         self._setup(n, edges.nbins, precision)
         self._bin_edges = edges
         self._mu = mu

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codecs import DEFAULT_PRECISION, BinEdges, LogisticBins, _QuantizedCDF
+from .codecs import DEFAULT_PRECISION, BinEdges, LogisticBins, _QuantizedCDF, lane_rows
 from .intcdf import EDGE_INF, G_BITS, ONE, SCALE_MAX, VALUE_MAX, cdf_fixed, lane_constants, to_fixed
 
 MAX_PRECISION = 30      # keeps (cf << 32) and G (M - K) below 2**63
@@ -116,14 +116,7 @@ class IntLogisticBins(_QuantizedCDF):
             raise ValueError(f"precision must be in [1, {MAX_PRECISION}]")
         edges = edges if isinstance(edges, IntBinEdges) else IntBinEdges(edges)
         D = edges.rows
-        if rows is None:
-            if n % D:
-                raise ValueError(f"{n} lanes do not split into rows of {D} dimensions")
-            rows = np.arange(n) % D
-        else:
-            rows = np.asarray(rows).reshape(-1)
-            if rows.shape[0] != n or rows.dtype.kind not in "iu" or (n and (rows.min() < 0 or rows.max() >= D)):
-                raise ValueError(f"rows must give one edge row in [0, {D}) per lane")
+        rows = lane_rows(rows, n, D)
         self._setup(n, edges.nbins, precision)
         self._bin_edges = edges
         self._mu, self._scale_fx = mu, scale

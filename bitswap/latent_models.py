@@ -47,13 +47,20 @@ def network_outputs(fn, i: int, given: torch.Tensor) -> tuple[np.ndarray, ...]:
     return tuple(o[:B].detach().to("cpu", torch.float64).numpy().reshape(B, -1) for o in outs)
 
 
+def _check_bins(bins, nz: int, z_dims: int) -> None:
+    """Latent bins (float or integer) must have the model's depth and latent size."""
+    if bins.nz != nz:
+        raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={nz}")
+    for layer in range(1, nz + 1):
+        if bins.layer_edges(layer).shape[0] != z_dims:
+            raise ValueError("the bins do not match the model's latent shape")
+
+
 class LogisticHierarchy:
     """The coder's model protocol for a :class:`~bitswap.vae.ResNetVAE` (or any model with its
     ``infer``/``generate`` returning logistic ``(mu, scale)``) and its latent bins."""
 
     def __init__(self, model, bins, device: str | torch.device | None = None):
-        if bins.nz != model.nz:
-            raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={model.nz}")
         self.model = model.eval()
         self.bins = bins
         self.nz = model.nz
@@ -61,9 +68,7 @@ class LogisticHierarchy:
         self.x_shape = tuple(model.x_shape)
         self.z_shape = tuple(model.z_shape)
         self.z_dims = int(np.prod(self.z_shape))
-        for layer in range(1, self.nz + 1):
-            if bins.layer_edges(layer).shape[0] != self.z_dims:
-                raise ValueError("the bins do not match the model's latent shape")
+        _check_bins(bins, self.nz, self.z_dims)
         # every tensor of a layer is coded over the same edges: check and lay them out once
         self._edges = {layer: BinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
 
@@ -104,8 +109,6 @@ class ExactHierarchy:
 
     def __init__(self, exact, bins, network_batch: int | None = None):
         from .intcodecs import IntBinEdges
-        if bins.nz != exact.nz:
-            raise ValueError(f"the bins are for nz={bins.nz}, the model has nz={exact.nz}")
         self.model = exact
         self.bins = bins
         self.network_batch = network_batch
@@ -115,9 +118,7 @@ class ExactHierarchy:
         self.x_shape = tuple(exact.x_shape)
         self.z_shape = tuple(exact.z_shape)
         self.z_dims = int(np.prod(self.z_shape))
-        for layer in range(1, self.nz + 1):
-            if bins.layer_edges(layer).shape[0] != self.z_dims:
-                raise ValueError("the bins do not match the model's latent shape")
+        _check_bins(bins, self.nz, self.z_dims)
         self._edges = {layer: IntBinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
 
     def network_input(self, layer: int, symbols: np.ndarray) -> torch.Tensor:

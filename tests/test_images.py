@@ -63,8 +63,7 @@ def test_cifar_images_direct_and_as_planes(rgb, grey, shared_data):
 
 def test_kodak_photograph(rgb, shared_data):
     path = shared_data / "kodak" / "kodim23.png"
-    if not path.exists():
-        pytest.skip("Kodak images not available (../shared/data/kodak)")
+    assert path.exists(), "the shared datasets hold the Kodak images (../shared/data/kodak)"
     src = lib.read_image(path)
     assert src.size == (768, 512) and src.channels == 3
     res, _ = round_trip([src], rgb, batch=128)
