@@ -96,11 +96,12 @@ def test_every_shipped_model_has_its_integer_bins(name):
 
 def test_shipped_bins_are_the_files_bins_converted():
     """mnist-nz1's file bins (top layer only: closed form, no sampling) convert to exactly the
-    shipped integer bins; the others were made the same way (python -m bitswap.intbins build)."""
+    shipped integer bins; the others were made the same way (python -m bitswap.intbins build).
+    (The float bins' own digest is not compared: numpy's log differs in the last bit between
+    SIMD levels, AVX2 against AVX-512; on the 2**-16 grid the values agree.)"""
     from bitswap.images import DEFAULT_FILE_STRATEGY, get_bins
     fb = get_bins(zoo.load("mnist-nz1"), 10, DEFAULT_FILE_STRATEGY)
     shipped = intbins.shipped("mnist-nz1")
-    assert shipped.source_digest == fb.digest
     assert IntLatentBins.from_float(fb).digest == shipped.digest
 
 
