@@ -191,12 +191,12 @@ def get_bins(model, quantbits: int, strategy: str, compute: bool = True):
 def exact_parts(model, device=None):
     """The shipped exact integer network and integer latent bins of ``model`` (found by its zoo
     name), or None when it has none (a weights file, or a model shipped without them)."""
-    from . import exact, intbins, zoo
+    from . import intbins, zoo
     name = getattr(model, "name", None)
     entry = zoo.manifest().get(name) if name else None
-    if not entry or "exact_file" not in entry or name not in intbins.shipped_manifest():
+    if not entry or "exact" not in entry or name not in intbins.shipped_manifest():
         return None
-    return exact.load_shipped(name, device or "cpu"), intbins.shipped(name)
+    return zoo.exact_network(name, device=device or "cpu"), intbins.shipped(name)
 
 
 def _file_coding(model, inference: str | None, quantbits: int, strategy: str, device):
@@ -480,12 +480,15 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
     h = c.header
     # int64 activations and two float32 digit passes: about 3x the float network's memory
     limits.check_memory(decode_memory(c, 3 * network_bytes_per_patch(model)), "decoding this file")
-    parts = exact_parts(model, device)
-    if parts is None:
-        raise ModelError(f"this file was coded with the exact integer network of {h.model_name!r}, which is "
-                         f"not installed with the model given ({getattr(model, 'name', '?')!r})")
-    exact_net, int_bins = parts
-    if exact_net.digest() != h.model_hash.hex() or model.nz != h.nz or model_channels(model) != h.model_channels:
+    from . import intbins, zoo
+    name = getattr(model, "name", None) or h.model_name
+    try:
+        exact_net = zoo.exact_network(name, digest=h.model_hash.hex(), device=device or "cpu")
+        int_bins = intbins.shipped(name)
+    except ModelError as exc:
+        raise ModelError(f"this file was coded with the exact integer network {h.model_hash.hex()[:16]} of "
+                         f"{h.model_name!r}, which is not installed here ({exc})") from None
+    if exact_net.digest() != h.model_hash.hex() or exact_net.nz != h.nz or exact_net.x_shape[0] != h.model_channels:
         raise ModelError(f"wrong model: the file was coded with the exact network {h.model_hash.hex()[:16]} of "
                          f"{h.model_name!r}, the one installed here is {exact_net.digest()[:16]}")
     if int_bins.digest != h.bins_digest.hex():

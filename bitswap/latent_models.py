@@ -99,7 +99,7 @@ class LogisticHierarchy:
 
 class ExactHierarchy:
     """The coder's model protocol on the exact path (portable files, issue 12): the integer
-    network :class:`bitswap.exact.ExactVAE` over the integer bins
+    network :class:`bitswap.exact.ExactNetwork` over the integer bins
     :class:`bitswap.intbins.IntLatentBins`, coded with the integer-table families of
     :mod:`bitswap.intdistributions`. Every number that decides a probability is an integer
     computed the same way everywhere, so a stream decodes on any machine, and the

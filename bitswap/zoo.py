@@ -6,7 +6,13 @@ in ``manifest.json`` with their SHA-256, dataset, depth and measured test-set -E
 Loading checks the hash before reading the file and reads it with
 ``torch.load(weights_only=True)`` (in :func:`bitswap.vae.load_model`).
 
-``python -m bitswap.zoo add NAME FILE`` copies an exported model in and records it.
+Each entry may also name the model's exact integer network (``exact``: file, SHA-256, digest,
+its -ELBO next to the float one; :mod:`bitswap.export` builds it) and networks that earlier
+files were coded with (``exact_retired``): a file names its network by digest, and
+:func:`exact_network` finds it among both, so old files keep decoding.
+
+``python -m bitswap.zoo add NAME FILE`` copies an exported model in and records it. This
+module is the manifest's one writer (:func:`write_manifest`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,49 @@ def manifest() -> dict:
         return json.loads(MANIFEST.read_text())
     except ValueError as exc:
         raise ModelError(f"{MANIFEST} is corrupt: {exc}") from exc
+
+
+def write_manifest(entries: dict) -> None:
+    """Replace the manifest (atomically): the only place that writes it."""
+    atomic_write_bytes(MANIFEST, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
+
+
+def record_exact(name: str, record: dict) -> None:
+    """Record ``record`` (file, sha256, digest, format, figures) as the exact network of
+    shipped model ``name``."""
+    entries = manifest()
+    if name not in entries:
+        raise ModelError(f"unknown model {name!r}")
+    entries[name]["exact"] = record
+    write_manifest(entries)
+
+
+def exact_network(name: str, digest: str | None = None, device="cpu"):
+    """The exact integer network of shipped model ``name``: its current one, or (``digest``) the
+    one, current or retired, whose digest that is. Hash-checked against the manifest; a
+    :class:`ModelError` says what is missing."""
+    from . import exact, legacy_exact
+    entry = manifest().get(name)
+    if not entry:
+        raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(available()) or 'none'}")
+    records = ([entry["exact"]] if "exact" in entry else []) + list(entry.get("exact_retired", []))
+    if digest is not None:
+        records = [r for r in records if r.get("digest") == digest]
+    if not records:
+        what = f"an exact network with digest {digest[:16]}" if digest else "an exact integer network"
+        raise ModelError(f"model {name!r} has no shipped {what}")
+    rec = records[0]
+    path = ASSETS / rec["file"]
+    if not path.is_file():
+        raise ModelError(f"the exact network of {name} is missing: {path}")
+    reader = legacy_exact.ExactVAE if rec.get("format") == f"{legacy_exact.FORMAT} {legacy_exact.VERSION}" \
+        else exact.ExactNetwork
+    try:
+        net = reader.load(path, device, sha256=rec["sha256"])
+    except ValueError as exc:
+        raise ModelError(f"exact network of {name}: {exc}") from exc
+    net.name = name
+    return net
 
 
 def available() -> list[str]:
@@ -115,7 +164,7 @@ def add(name: str, file: str | os.PathLike) -> dict:
         "dataset": payload.get("config", {}).get("dataset", ""),
         "test_elbo": payload.get("test_elbo"), "train": payload.get("train", {}),
     }
-    atomic_write_bytes(MANIFEST, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
+    write_manifest(entries)
     return entries[name]
 
 

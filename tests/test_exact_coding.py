@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bitswap import exact, intbins
+from bitswap import intbins, zoo
 from bitswap.data import PACKAGED_MNIST, load_dataset
 from bitswap.coders import Coder
 from bitswap.latent_models import ExactHierarchy
@@ -20,7 +20,7 @@ def mnist_test():
 
 @pytest.fixture(scope="module")
 def hierarchy():
-    return ExactHierarchy(exact.load_shipped("mnist-nz8"), intbins.shipped("mnist-nz8"))
+    return ExactHierarchy(zoo.exact_network("mnist-nz8"), intbins.shipped("mnist-nz8"))
 
 
 @pytest.mark.parametrize("bitswap", [True, False])
