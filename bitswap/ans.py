@@ -33,6 +33,13 @@ Only the words actually consumed are counted and stored, which is the Bit-Swap p
 protocol. After decoding, the message holds exactly those words again, which
 :meth:`Message.check_initial` verifies.
 
+Seeded heads (``seeded_heads=True``, message version 2): every head starts at ``2**31`` plus
+31 bits of its own seed stream (:func:`seed_heads`) instead of exactly ``2**31``. Version 1
+heads read 0 at the first pop of every lane, so the first latent of every lane was the lowest
+bin (a costly one to push back) whatever its posterior; seeded heads make that first pop a
+fair draw, at no storage cost (a head is stored as 64 bits either way). Decoding ends on
+the same seeded heads.
+
 Serialisation (:meth:`Message.to_bytes`) is versioned, length-checked and carries a
 CRC-32, so truncated, corrupted or foreign bytes raise :class:`ValueError`.
 """
@@ -53,7 +60,8 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _SEED_BLOCK = 4096              # seed words are generated in fixed blocks (chunking-independent)
 
 _MAGIC = b"BSAN"
-_VERSION = 1
+_VERSIONS = (1, 2)              # 2: seeded heads
+_HEAD_KEY = 0x48454144          # "HEAD": the heads' seed streams are keyed apart from the tails'
 _HEADER = struct.Struct("<4sBQQQQQ")  # magic, version, lanes, tail words, initial words, seed+1, seed stream
 _CRC = struct.Struct("<I")
 
@@ -76,6 +84,14 @@ def seed_words(seed: int, start: int, count: int, stream: int = 0) -> np.ndarray
     return out
 
 
+def seed_heads(seed: int, lanes: int, stream: int = 0) -> np.ndarray:
+    """The initial heads of ``lanes`` lanes of seed stream ``stream``: ``2**31`` plus 31 bits
+    each, from a generator keyed apart from :func:`seed_words`' (4 words against 3)."""
+    words = np.random.Generator(np.random.PCG64([_HEAD_KEY, seed, stream, _HEAD_KEY])).integers(
+        0, 1 << 31, size=lanes, dtype=np.uint64)
+    return HEAD_MIN + words
+
+
 def _check_precision(precision: int) -> np.uint64:
     if not 1 <= precision <= MAX_PRECISION:
         raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
@@ -89,27 +105,36 @@ class MessageExhausted(ValueError):
 class Message:
     """``lanes`` parallel rANS heads over growable uint32 tails (one per stream)."""
 
-    __slots__ = ("head", "_tail", "_n", "seed", "seed_streams", "initial_words", "initial_limit")
+    __slots__ = ("head", "_tail", "_n", "seed", "seed_streams", "initial_words", "initial_limit", "seeded_heads")
 
     def __init__(self, lanes: int, seed: int | None = None, streams: int = 1,
-                 seed_streams=None):
+                 seed_streams=None, seeded_heads: bool = False):
         if lanes < 1:
             raise ValueError("a message needs at least one lane")
         if streams < 1 or lanes % streams:
             raise ValueError(f"{lanes} lanes do not split into {streams} equal streams")
         if seed is not None and not 0 <= int(seed) < (1 << 63):
             raise ValueError("seed must be in [0, 2**63)")
-        self.head = np.full(lanes, HEAD_MIN, dtype=np.uint64)
         self._tail = np.empty((streams, 256), dtype=np.uint32)
         self._n = np.zeros(streams, dtype=np.int64)
         self.seed = None if seed is None else int(seed)
         self.seed_streams = (np.arange(streams, dtype=np.int64) if seed_streams is None
                              else np.asarray(seed_streams, dtype=np.int64).reshape(streams))
+        if seeded_heads and self.seed is None:
+            raise ValueError("seeded heads need a seed")
+        self.seeded_heads = bool(seeded_heads)
+        self.head = self._initial_heads(lanes)
         self.initial_words = np.zeros(streams, dtype=np.int64)
         # Most initial words a stream may consume (None: unbounded). A decoder sets it to the
         # count the file records: decoding mirrors encoding, so a valid file never needs more,
         # and a pop that would is reported (MessageExhausted) instead of decoding garbage.
         self.initial_limit = None
+
+    def _initial_heads(self, lanes: int) -> np.ndarray:
+        if not self.seeded_heads:
+            return np.full(lanes, HEAD_MIN, dtype=np.uint64)
+        width = lanes // self.seed_streams.shape[0]
+        return np.concatenate([seed_heads(self.seed, width, int(g)) for g in self.seed_streams])
 
     # ------------------------------------------------------------------ size
     @property
@@ -162,6 +187,7 @@ class Message:
         other.seed_streams = self.seed_streams.copy()
         other.initial_words = self.initial_words.copy()
         other.initial_limit = self.initial_limit
+        other.seeded_heads = self.seeded_heads
         return other
 
     def __eq__(self, other: object) -> bool:
@@ -169,7 +195,7 @@ class Message:
             return NotImplemented
         return (self.streams == other.streams and np.array_equal(self._n, other._n)
                 and np.array_equal(self.initial_words, other.initial_words)
-                and self.seed == other.seed
+                and self.seed == other.seed and self.seeded_heads == other.seeded_heads
                 and np.array_equal(self.seed_streams, other.seed_streams)
                 and np.array_equal(self.head, other.head)
                 and all(np.array_equal(self._tail[g, : self._n[g]], other._tail[g, : other._n[g]])
@@ -300,8 +326,8 @@ class Message:
     # -------------------------------------------------------- initial bits
     def check_initial(self) -> None:
         """Raise ValueError unless this is exactly the initial message again: every
-        head at its floor and each tail holding precisely its consumed seed words."""
-        if not np.all(self.head == HEAD_MIN):
+        head at its initial value and each tail holding precisely its consumed seed words."""
+        if not np.array_equal(self.head, self._initial_heads(self.lanes)):
             raise ValueError("decoding did not restore the initial ANS heads")
         if not np.array_equal(self._n, self.initial_words):
             raise ValueError("decoding did not restore the initial bits (tail length differs)")
@@ -318,7 +344,7 @@ class Message:
         out = []
         heads = self.head.reshape(self.streams, self.width)
         for g in range(self.streams):
-            m = Message(self.width, self.seed, 1, [self.seed_streams[g]])
+            m = Message(self.width, self.seed, 1, [self.seed_streams[g]], self.seeded_heads)
             m.head[:] = heads[g]
             m._append(None, self._tail[g, : self._n[g]])
             m.initial_words[0] = self.initial_words[g]
@@ -330,11 +356,11 @@ class Message:
         """Single-stream messages of equal width and seed, side by side as streams."""
         if not messages or any(m.streams != 1 for m in messages):
             raise ValueError("stack takes a non-empty list of single-stream messages")
-        width, seed = messages[0].lanes, messages[0].seed
-        if any(m.lanes != width or m.seed != seed for m in messages):
-            raise ValueError("stacked messages must have the same width and seed")
+        width, seed, seeded = messages[0].lanes, messages[0].seed, messages[0].seeded_heads
+        if any(m.lanes != width or m.seed != seed or m.seeded_heads != seeded for m in messages):
+            raise ValueError("stacked messages must have the same width, seed and heads")
         out = cls(width * len(messages), seed, len(messages),
-                  [int(m.seed_streams[0]) for m in messages])
+                  [int(m.seed_streams[0]) for m in messages], seeded)
         out.head[:] = np.concatenate([m.head for m in messages])
         out._reserve(max(int(m._n[0]) for m in messages))
         for g, m in enumerate(messages):
@@ -351,7 +377,7 @@ class Message:
         seed_field = 0 if self.seed is None else self.seed + 1
         n = int(self._n[0])
         body = b"".join([
-            _HEADER.pack(_MAGIC, _VERSION, self.lanes, n, int(self.initial_words[0]),
+            _HEADER.pack(_MAGIC, 2 if self.seeded_heads else 1, self.lanes, n, int(self.initial_words[0]),
                          seed_field, int(self.seed_streams[0])),
             self.head.astype("<u8").tobytes(),
             self._tail[0, :n].astype("<u4").tobytes(),
@@ -366,7 +392,7 @@ class Message:
         magic, version, lanes, n, initial_words, seed_field, seed_stream = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("ANS message: bad magic (not a bitswap ANS message)")
-        if version != _VERSION:
+        if version not in _VERSIONS:
             raise ValueError(f"ANS message: unsupported version {version}")
         if lanes < 1:
             raise ValueError("ANS message: no lanes")
@@ -377,13 +403,14 @@ class Message:
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[: -_CRC.size]) != crc:
             raise ValueError("ANS message: checksum mismatch (corrupt data)")
-        if (seed_field == 0 and initial_words) or seed_stream >= (1 << 62) or initial_words >= (1 << 62):
+        if ((seed_field == 0 and (initial_words or version == 2)) or seed_stream >= (1 << 62)
+                or initial_words >= (1 << 62)):
             raise ValueError("ANS message: inconsistent initial-bits fields (corrupt data)")
         off = _HEADER.size
         head = np.frombuffer(data, dtype="<u8", count=lanes, offset=off).astype(np.uint64)
         if np.any(head < HEAD_MIN) or np.any(head >= np.uint64(1 << 63)):
             raise ValueError("ANS message: head out of range (corrupt data)")
-        msg = cls(lanes, None if seed_field == 0 else seed_field - 1, 1, [seed_stream])
+        msg = cls(lanes, None if seed_field == 0 else seed_field - 1, 1, [seed_stream], version == 2)
         msg.head[:] = head
         msg._append(None, np.frombuffer(data, dtype="<u4", count=n, offset=_HEADER.size + 8 * lanes))
         msg.initial_words[0] = initial_words

@@ -101,9 +101,10 @@ class Coder:
                     [("likelihood", i) for i in range(self.nz)]
         return steps + [("prior", self.nz)]
 
-    def new_message(self, streams: int = 1, seed: int = 0) -> Message:
-        """An empty message with initial bits from ``seed`` for ``streams`` streams."""
-        return Message(streams * self.lanes, seed=seed, streams=streams)
+    def new_message(self, streams: int = 1, seed: int = 0, seeded_heads: bool = True) -> Message:
+        """An empty message with initial bits from ``seed`` for ``streams`` streams, its heads
+        seeded too (:mod:`bitswap.ans`; ``seeded_heads=False`` for the file formats before 4)."""
+        return Message(streams * self.lanes, seed=seed, streams=streams, seeded_heads=seeded_heads)
 
     def _distribution(self, kind: str, i: int, values: dict[int, np.ndarray], B: int, timer: _Timer):
         """The model's distribution for one step of the schedule (timed: the network runs here)."""

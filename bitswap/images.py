@@ -306,7 +306,7 @@ def _model_pass(coder, seed: int, patches: np.ndarray, owner: np.ndarray, count:
     A batch's growth of the message is shared among its patches' images."""
     from tqdm import tqdm
 
-    msg = coder.new_message(streams=1, seed=seed)
+    msg = coder.new_message(streams=1, seed=seed, seeded_heads=version >= 4)
     bits = np.zeros(count)
     with tqdm(total=len(patches), unit="patch", desc="compress", disable=not progress, leave=False) as bar:
         for sl in _batches(len(patches), batch, version):
@@ -395,7 +395,7 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     msg, bits = model_pass(everything)
     blobs = {}
     if v3:
-        overhead = 8 * (len(coder.new_message(streams=1, seed=seed).to_bytes()))
+        overhead = 8 * (len(coder.new_message(streams=1, seed=seed, seeded_heads=format_version >= 4).to_bytes()))
         cands = {k: classical.candidates(im) if fallback else {} for k, im in enumerate(images)}
         best = {k: min(f.items(), key=lambda mb: (len(mb[1]), mb[0])) for k, f in cands.items() if f}
         for k in everything:
