@@ -194,7 +194,8 @@ def exact_parts(model, device=None):
     from . import intbins, zoo
     name = getattr(model, "name", None)
     entry = zoo.manifest().get(name) if name else None
-    if not entry or "exact" not in entry or name not in intbins.shipped_manifest():
+    if not entry or "exact" not in entry or intbins.setting(DEFAULT_FILE_STRATEGY, DEFAULT_QUANTBITS) \
+            not in entry.get("bins", {}):
         return None
     return zoo.exact_network(name, device=device or "cpu"), intbins.shipped(name)
 
@@ -484,7 +485,7 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
     name = getattr(model, "name", None) or h.model_name
     try:
         exact_net = zoo.exact_network(name, digest=h.model_hash.hex(), device=device or "cpu")
-        int_bins = intbins.shipped(name)
+        int_bins = intbins.shipped(name, h.strategy, h.quantbits)
     except ModelError as exc:
         raise ModelError(f"this file was coded with the exact integer network {h.model_hash.hex()[:16]} of "
                          f"{h.model_name!r}, which is not installed here ({exc})") from None

@@ -31,7 +31,8 @@ def test_from_float_rounds_each_edge_and_centre_to_the_grid(adaptive, tmp_path):
     counts = rng.integers(4, 65, size=6) if adaptive else None
     fb = float_bins(rng, counts=counts)
     ib = IntLatentBins.from_float(fb)
-    assert [s["kind"] for s in ib._stored] == ["equal", "table"]
+    assert [s["kind"] for s in ib._stored] == ["equal", "rows"]
+    assert ib._stored[1]["edges"].shape[0] == 1                # one distinct row, stored once
     for i in range(fb.nz):
         e, fe = ib.edges[i], to_fixed(fb.edges[i])
         finite = np.abs(fe) <= VALUE_MAX
@@ -106,17 +107,20 @@ def test_shipped_bins_are_the_files_bins_converted():
 
 
 def test_corrupt_shipped_file_is_a_clear_error(tmp_path, monkeypatch):
-    for f in ("int_bins.json", "mnist_nz1_bins_int.npz"):
+    for f in ("manifest.json", "mnist_nz1_bins_int.npz"):
         shutil.copy(zoo.ASSETS / f, tmp_path / f)
-    monkeypatch.setattr(intbins, "_assets", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "ASSETS", tmp_path)
+    monkeypatch.setattr(zoo, "MANIFEST", tmp_path / "manifest.json")
     intbins.shipped("mnist-nz1")
     data = bytearray((tmp_path / "mnist_nz1_bins_int.npz").read_bytes())
     data[len(data) // 2] ^= 1
     (tmp_path / "mnist_nz1_bins_int.npz").write_bytes(bytes(data))
     with pytest.raises(zoo.ModelError, match="corrupt"):
         intbins.shipped("mnist-nz1")
-    with pytest.raises(zoo.ModelError, match="no integer latent bins"):
+    with pytest.raises(zoo.ModelError, match="no 10-bit uniform integer latent bins"):
         intbins.shipped("mnist-nz3")
+    with pytest.raises(zoo.ModelError, match="no 12-bit uniform"):
+        intbins.shipped("mnist-nz1", "uniform", 12)
 
 
 def test_shipped_bins_code_a_round_trip():
