@@ -1,6 +1,7 @@
-"""Export: trained float weights -> what coding needs (the exact integer network).
+"""Export: trained float weights -> what coding needs (the exact integer network, integer bins).
 
-    python -m bitswap.export mnist-nz8                 # a shipped model: rebuild and record it
+    python -m bitswap.export mnist-nz8 --network          # a shipped model: rebuild its network
+    python -m bitswap.export mnist-nz8 --bins adaptive    # ... or make a bin setting it lacks
     python -m bitswap.export runs/x/model.pt --out x.exact.pt
 
 The exact network (:mod:`bitswap.exact`) is a post-training quantization of a
@@ -24,6 +25,12 @@ The exact network (:mod:`bitswap.exact`) is a post-training quantization of a
 
 The network is checked (:func:`bitswap.exact.check_bounds`) before it is written, and again by
 every reader. Its rate cost, measured: docs/exact_network.md.
+
+Integer latent bins (:class:`bitswap.intbins.IntLatentBins`) are the float bins of
+:mod:`bitswap.discretization` put on the 2**-16 grid once, here: ``uniform`` from the model's
+own samples (what files use), ``adaptive`` also from posterior samples of training images
+(what the experiment scripts use). Bins already shipped are never remade (files name them by
+digest, and sampling the model again on another machine could round differently).
 """
 
 from __future__ import annotations
@@ -247,6 +254,17 @@ def build_network(model: ResNetVAE, images: np.ndarray, spec: QuantSpec | None =
     return ExactNetwork(payload)
 
 
+def build_bins(model, strategy: str, quantbits: int, data_root) -> "IntLatentBins":
+    """Integer latent bins of ``model`` for a bin setting (see the module docstring)."""
+    from .discretization import cached_bins, dataset_bins
+    from .intbins import IntLatentBins
+    if strategy == "adaptive":
+        bins, _ = dataset_bins(model, model.config.dataset, data_root, quantbits, strategy)
+    else:
+        bins = cached_bins(model, quantbits, strategy, data=None)
+    return IntLatentBins.from_float(bins)
+
+
 def save_network(net: ExactNetwork, path) -> str:
     """Write the network (``torch.load(weights_only=True)``-loadable); returns its SHA-256."""
     import hashlib
@@ -318,13 +336,32 @@ def exact_elbo(net: ExactNetwork, images: np.ndarray, batch: int = 50) -> float:
 
 # -------------------------------------------------------------------------------------- CLI
 
+def _export_network(model, name: str, args, out: Path) -> dict:
+    spec = QuantSpec(args.act_bits, args.latent_bits)
+    net = build_network(model, calibration_images(model.config.dataset, args.data, args.images), spec, name=name)
+    sha = save_network(net, out)
+    record = {"file": out.name, "sha256": sha, "digest": net.digest(), "format": f"{FORMAT} {VERSION}",
+              "spec": asdict(spec), "calibration": f"{args.images} {model.config.dataset} training images"}
+    if args.elbo_images:
+        from .data import load_dataset
+        test = load_dataset(model.config.dataset, "test", args.data, download=False)[: args.elbo_images]
+        record.update(test_elbo=exact_elbo(net, test), float_test_elbo=float_elbo(model, test),
+                      elbo_images=f"first {len(test)} {model.config.dataset} test images, one posterior sample")
+    return record
+
+
 def main(argv=None) -> int:
     from . import zoo
+    from .data import file_digest
+    from .intbins import setting
     ap = argparse.ArgumentParser(prog="python -m bitswap.export", description=__doc__.split("\n")[0])
-    ap.add_argument("model", help="a shipped model name (its exact network is rebuilt and recorded in the "
-                                  "manifest) or a weights file .pt")
-    ap.add_argument("--out", default=None, help="where to write the exact network (default: beside the shipped "
-                                                "weights, for a shipped model)")
+    ap.add_argument("model", help="a shipped model name (what is made is recorded in the manifest) or a weights "
+                                  "file .pt")
+    ap.add_argument("--network", action="store_true", help="(re)build the exact network")
+    ap.add_argument("--bins", nargs="*", default=[], choices=("uniform", "adaptive", "quantile"),
+                    help="make integer latent bins of these strategies (never remakes shipped ones)")
+    ap.add_argument("--quantbits", type=int, default=10, help="bits per latent bin index of --bins")
+    ap.add_argument("--out", default=None, help="the exact network's file (default: beside the shipped weights)")
     ap.add_argument("--data", default=str(default_data_root()), help="dataset root (calibration and test images)")
     ap.add_argument("--images", type=int, default=512, help="calibration training images")
     ap.add_argument("--elbo-images", type=int, default=2000, help="test images for the -ELBO figures (0: skip)")
@@ -332,28 +369,32 @@ def main(argv=None) -> int:
     ap.add_argument("--latent-bits", type=int, default=QuantSpec.latent_bits)
     args = ap.parse_args(argv)
     try:
-        spec = QuantSpec(args.act_bits, args.latent_bits)
         shipped = args.model in zoo.manifest()
         if not shipped and args.out is None:
             raise ValueError("give --out for a weights file that is not a shipped model")
         model = zoo.load(args.model)
         name = args.model if shipped else Path(args.model).stem
-        net = build_network(model, calibration_images(model.config.dataset, args.data, args.images), spec, name=name)
-        out = Path(args.out) if args.out else zoo.ASSETS / f"{name.replace('-', '_')}.exact{VERSION}.pt"
-        sha = save_network(net, out)
-        record = {"file": out.name, "sha256": sha, "digest": net.digest(), "format": f"{FORMAT} {VERSION}",
-                  "spec": asdict(spec), "calibration": f"{args.images} {model.config.dataset} training images"}
-        if args.elbo_images:
-            from .data import load_dataset
-            test = load_dataset(model.config.dataset, "test", args.data, download=False)[: args.elbo_images]
-            record.update(test_elbo=exact_elbo(net, test), float_test_elbo=float_elbo(model, test),
-                          elbo_images=f"first {len(test)} {model.config.dataset} test images, one posterior sample")
-        if shipped and args.out is None:
-            zoo.record_exact(name, record)
+        if args.network or not shipped:
+            out = Path(args.out) if args.out else zoo.ASSETS / f"{name.replace('-', '_')}.exact{VERSION}.pt"
+            record = _export_network(model, name, args, out)
+            if shipped and args.out is None:
+                zoo.record_exact(name, record)
+            print(f"{out}: {record}")
+        for strategy in args.bins:
+            key = setting(strategy, args.quantbits)
+            if key in zoo.manifest().get(name, {}).get("bins", {}):
+                print(f"{name}: {key} bins are shipped already (never remade)")
+                continue
+            bins = build_bins(model, strategy, args.quantbits, args.data)
+            path = zoo.ASSETS / f"{name.replace('-', '_')}_bins_{strategy}{args.quantbits}.npz"
+            bins.save(path)
+            rec = {"file": path.name, "sha256": file_digest(path, "sha256"), "digest": bins.digest,
+                   "source_digest": bins.source_digest}
+            zoo.record_bins(name, key, rec)
+            print(f"{path}: {rec}")
     except (ValueError, FileNotFoundError, zoo.ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{out}  {record}")
     return 0
 
 

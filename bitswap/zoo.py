@@ -17,6 +17,7 @@ module is the manifest's one writer (:func:`write_manifest`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -62,6 +63,16 @@ def record_exact(name: str, record: dict) -> None:
     write_manifest(entries)
 
 
+def record_bins(name: str, setting: str, record: dict) -> None:
+    """Record the integer latent bins of shipped model ``name`` for a bin setting
+    (``uniform-10``: file, sha256, digest)."""
+    entries = manifest()
+    if name not in entries:
+        raise ModelError(f"unknown model {name!r}")
+    entries[name].setdefault("bins", {})[setting] = record
+    write_manifest(entries)
+
+
 def exact_network(name: str, digest: str | None = None, device="cpu"):
     """The exact integer network of shipped model ``name``: its current one, or (``digest``) the
     one, current or retired, whose digest that is. Hash-checked against the manifest; a
@@ -88,6 +99,40 @@ def exact_network(name: str, digest: str | None = None, device="cpu"):
         raise ModelError(f"exact network of {name}: {exc}") from exc
     net.name = name
     return net
+
+
+class CodingModel:
+    """Everything coding needs, with no float weights: the exact integer network and, for a
+    ResNet VAE, the integer latent bins of one bin setting. ``digest`` names it in files (the
+    network's digest, the bins' digest and the kind, hashed together); ``protocol()`` is the
+    coder's model protocol over it (:mod:`bitswap.latent_models`)."""
+
+    kind = "resnet-vae"
+
+    def __init__(self, name: str, network, bins):
+        self.name, self.network, self.bins = name, network, bins
+        self.nz = network.nz
+        self.x_shape = tuple(network.x_shape)
+        self.strategy, self.quantbits = bins.strategy, bins.quantbits
+        h = hashlib.sha256(f"bitswap-coding:{self.kind}:".encode())
+        h.update(bytes.fromhex(network.digest()))
+        h.update(bytes.fromhex(bins.digest))
+        self.digest = h.hexdigest()
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_shape[0])
+
+    def protocol(self, network_batch: int | None = None):
+        from .latent_models import ExactHierarchy
+        return ExactHierarchy(self.network, self.bins, network_batch=network_batch)
+
+
+def load_coding(name: str, strategy: str = "uniform", quantbits: int = 10, device="cpu") -> CodingModel:
+    """The coding model of shipped model ``name`` for a bin setting: its current exact network
+    and its integer bins, hash-checked; the float weights are not read."""
+    from .intbins import shipped
+    return CodingModel(name, exact_network(name, device=device), shipped(name, strategy, quantbits))
 
 
 def available() -> list[str]:
