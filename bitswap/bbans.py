@@ -119,6 +119,15 @@ def log_likelihood(likelihood: str, x: torch.Tensor, params) -> torch.Tensor:
     return lp.sum(1)
 
 
+def elbo_terms(likelihood: str, x: torch.Tensor, mu: torch.Tensor, std: torch.Tensor, params) -> dict:
+    """One-sample -ELBO terms in bits per 28x28 pixel of coded pixels ``x`` (B, 784), from the
+    posterior (mu, std) and the likelihood's parameters at a sample of it: ``recon`` (B,),
+    ``kl`` (B, 1) (analytic Gaussian KL against N(0, 1)), ``elbo`` (B,)."""
+    recon = -log_likelihood(likelihood, x, params) * LOG2E / 784
+    kl = (0.5 * (mu ** 2 + std ** 2 - 1.0) - torch.log(std)).sum(1, keepdim=True) * LOG2E / 784
+    return {"recon": recon, "kl": kl, "elbo": recon + kl.sum(1)}
+
+
 def binarize(x, how: str, generator: torch.Generator | None = None):
     """Binarize 0..255 pixels (a torch tensor or numpy array) to 0/1 of the same kind:
     ``stochastic``: Bernoulli(x / 255) (``generator``: a torch.Generator, or for numpy input a
@@ -212,9 +221,7 @@ class BBANSVAE(nn.Module):
         mu, std = self.infer(0, xf)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + std * eps
-        recon = -self.log_likelihood(xf, self.generate(0, z)) * LOG2E / 784
-        kl = (0.5 * (mu ** 2 + std ** 2 - 1.0) - torch.log(std)).sum(1, keepdim=True) * LOG2E / 784
-        return {"recon": recon, "kl": kl, "elbo": recon + kl.sum(1)}
+        return elbo_terms(self.config.likelihood, xf, mu, std, self.generate(0, z))
 
     def negative_elbo(self, x, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B,) -ELBO in bits per pixel of the images as coded (28x28, binarized if binary)."""

@@ -83,16 +83,18 @@ LAYERS = ("enc1", "enc2", "dec1", "dec2")
 @dataclass(frozen=True)
 class QuantSpec:
     """Bit widths of the quantization: ``hidden_bits``: the calibrated range of a hidden
-    activation (times ``margin``) spans 2**hidden_bits units; ``latent_bits``: the centres'
-    largest magnitude spans about 2**latent_bits units. What remains of the 2**24 budget goes to
-    the weights (see the module docstring)."""
+    activation (times ``margin``) spans 2**hidden_bits units; ``centre_bits``: the largest
+    bucket centre spans about 2**centre_bits units. What remains of the 2**24 budget goes to
+    the weights (see the module docstring). Measured on 1,000 test images (expected coded rate
+    with common random numbers against the float network): 10 and 10 cost 0.002% (raw),
+    12 and 12 0.008%, 8 and 8 more."""
 
     hidden_bits: int = 10
-    latent_bits: int = 10
+    centre_bits: int = 10
     margin: float = 1.25
 
     def __post_init__(self):
-        for name in ("hidden_bits", "latent_bits"):
+        for name in ("hidden_bits", "centre_bits"):
             v = getattr(self, name)
             if not isinstance(v, int) or not 2 <= v <= 20:
                 raise ValueError(f"QuantSpec.{name} must be an int in [2, 20], got {v!r}")
@@ -146,7 +148,10 @@ def check_network(p: dict) -> dict:
     shapes = {"enc1": (H, 784), "enc2": (2 * Lz, H), "dec1": (H, Lz), "dec2": (2 * 784 if raw else 784, H)}
     centres = _ints(p["centres"], "centres", 1)
     edges = _ints(p["edges"], "edges", 1)
-    K = 1 << _int(p["latent_bits"], "latent_bits")
+    latent_bits, latent_frac = _int(p["latent_bits"], "latent_bits"), _int(p["latent_frac"], "latent_frac")
+    if not 1 <= latent_bits <= 16 or not 0 <= latent_frac <= 24:
+        raise ValueError(f"latent_bits {latent_bits} must be in [1, 16], latent_frac {latent_frac} in [0, 24]")
+    K = 1 << latent_bits
     if centres.shape != (K,) or edges.shape != (K + 1,):
         raise ValueError(f"{K} buckets need {K} centres and {K + 1} edges")
     check_edges(edges[None, :])
@@ -380,22 +385,41 @@ class ExactMLP:
         return out
 
 
-def exact_elbo_parts(exact: ExactMLP, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+def exact_elbo_parts(exact: ExactMLP, x: torch.Tensor, generator: torch.Generator | None = None,
+                     eps: torch.Tensor | None = None) -> dict:
     """The one-sample -ELBO of :meth:`bitswap.bbans.BBANSVAE.elbo_parts` (bits per 28x28 pixel,
-    analytic KL) with the exact network's outputs: its integer (mu, std) as reals,
-    ``z = mu + std eps`` snapped to the centres' grid, its integer likelihood parameters as
-    reals. ``x``: coded pixels (B, 784)."""
+    analytic KL, :func:`bitswap.bbans.elbo_terms`) with the exact network's outputs: its
+    integer (mu, std) as reals, ``z = mu + std eps`` snapped to the centres' grid, its integer
+    likelihood parameters as reals. ``x``: coded pixels (B, 784); ``eps``: the noise (float64,
+    drawn from ``generator`` if not given)."""
     x = torch.as_tensor(x).reshape(x.shape[0], 784)
     mu_i, std_i = exact.infer(0, x)
     one = float(1 << PARAM_FRAC)
     mu, std = mu_i.to(torch.float64) / one, std_i.to(torch.float64) / one
-    eps = torch.randn(mu.shape, generator=generator, dtype=torch.float64)
-    z = exact.snap(mu + std * eps)
-    params = exact.real_params(exact.generate(0, z))
-    xf = x.to(torch.float64)
-    recon = -bbans.log_likelihood(exact.config.likelihood, xf, params) * bbans.LOG2E / 784
-    kl = (0.5 * (mu ** 2 + std ** 2 - 1.0) - torch.log(std)).sum(1) * bbans.LOG2E / 784
-    return {"recon": recon, "kl": kl, "elbo": recon + kl}
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, dtype=torch.float64)
+    params = exact.real_params(exact.generate(0, exact.snap(mu + std * eps)))
+    return bbans.elbo_terms(exact.config.likelihood, x.to(torch.float64), mu, std, params)
+
+
+def measure_elbo(exact: ExactMLP, model: bbans.BBANSVAE, images: np.ndarray, seed: int = 0,
+                 batch: int = 500) -> tuple[float, float]:
+    """Mean one-sample -ELBO (bits per pixel) of the exact network and of the float model on
+    the same coded images (binarized by the model's rule with ``seed``) with the same noise."""
+    coded = model.coded(torch.from_numpy(np.asarray(images)), torch.Generator().manual_seed(seed))
+    coded = coded.reshape(coded.shape[0], 784)
+    gen = torch.Generator().manual_seed(seed + 1)
+    exact_sum = float_sum = 0.0
+    with torch.no_grad():
+        for a in range(0, coded.shape[0], batch):
+            xb = coded[a:a + batch]
+            eps = torch.randn((xb.shape[0], exact.latent), generator=gen, dtype=torch.float64)
+            exact_sum += float(exact_elbo_parts(exact, xb, eps=eps)["elbo"].sum())
+            xf = xb.to(torch.float32)
+            mu, std = model.infer(0, xf)
+            params = model.generate(0, mu + std * eps.to(torch.float32))
+            float_sum += float(bbans.elbo_terms(model.config.likelihood, xf, mu, std, params)["elbo"].sum())
+    return exact_sum / coded.shape[0], float_sum / coded.shape[0]
 
 
 # ---------------------------------------------------------------------------------- building
@@ -484,7 +508,7 @@ def from_model(model: bbans.BBANSVAE, images: np.ndarray, spec: QuantSpec | None
     mu, std = h1 @ w21.T + b21, np.exp(h1 @ w22.T + b22)
     K = 1 << latent_bits
     centres_real = ndtri((np.arange(K) + 0.5) / K)
-    g_z = _grid_bits(float(np.abs(centres_real).max()), spec.latent_bits)
+    g_z = _grid_bits(float(np.abs(centres_real).max()), spec.centre_bits)
     centres = np.rint(centres_real * 2.0 ** g_z).astype(np.int64)
     rng = np.random.default_rng(seed)
     z = mu + std * rng.standard_normal(mu.shape)
@@ -527,22 +551,6 @@ def calibration_images(root, n: int = 0, seed: int = 0) -> np.ndarray:
     if n and n < len(train):
         train = train[np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))]
     return np.ascontiguousarray(train)
-
-
-def measure_elbo(exact: ExactMLP, model: bbans.BBANSVAE, images: np.ndarray, seed: int = 0,
-              batch: int = 500) -> tuple[float, float]:
-    """Mean one-sample -ELBO (bits per pixel) of the exact network and of the float model on
-    the same coded images (binarized by the model's rule with ``seed``) and noise seeds."""
-    coded = model.coded(torch.from_numpy(np.asarray(images)), torch.Generator().manual_seed(seed))
-    coded = coded.reshape(coded.shape[0], 784)
-    ge, gf = torch.Generator().manual_seed(seed + 1), torch.Generator().manual_seed(seed + 1)
-    exact_sum = float_sum = 0.0
-    with torch.no_grad():
-        for a in range(0, coded.shape[0], batch):
-            xb = coded[a:a + batch]
-            exact_sum += float(exact_elbo_parts(exact, xb, ge)["elbo"].sum())
-            float_sum += float(model.negative_elbo(xb.reshape(-1, 1, 28, 28), gf).double().sum())
-    return exact_sum / coded.shape[0], float_sum / coded.shape[0]
 
 
 def build(name: str, data_root, out: str | os.PathLike | None = None, spec: QuantSpec | None = None,
@@ -634,7 +642,7 @@ def main(argv=None) -> int:
     b.add_argument("--out", default=None, help="write here instead of shipping it (no manifest change)")
     b.add_argument("--images", type=int, default=0, help="calibration training images (0: all 60,000)")
     b.add_argument("--hidden-bits", type=int, default=QuantSpec.hidden_bits)
-    b.add_argument("--latent-input-bits", type=int, default=QuantSpec.latent_bits)
+    b.add_argument("--centre-bits", type=int, default=QuantSpec.centre_bits)
     b.add_argument("--margin", type=float, default=QuantSpec.margin)
     b.add_argument("--latent-bits", type=int, default=8, help="buckets per latent: 2**N")
     h = sub.add_parser("hash", help="per image, the SHA-256 of every output of a stored network on seeded "
@@ -653,7 +661,7 @@ def main(argv=None) -> int:
             for d in output_digests(exact, hash_images(args.images, exact.raw, args.seed), args.batch):
                 print(d)
             return 0
-        spec = QuantSpec(args.hidden_bits, args.latent_input_bits, args.margin)
+        spec = QuantSpec(args.hidden_bits, args.centre_bits, args.margin)
         exact, path, sha, figures = build(args.model, args.data, args.out, spec, args.images, args.latent_bits)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
