@@ -309,8 +309,8 @@ class ExactMLP:
             h.update(key.encode() + p["tables"][key].to(torch.int64).numpy().astype("<i8").tobytes())
         for key in ("edges", "centres"):
             h.update(p[key].to(torch.int64).numpy().astype("<i8").tobytes())
-        h.update(repr([p[k] for k in ("latent_bits", "latent_frac", "hidden1_max", "hidden3_max",
-                                      "table_frac")]).encode())
+        h.update(repr([p[k] for k in ("latent_bits", "latent_frac", "hidden1_frac", "hidden3_frac",
+                                      "hidden1_max", "hidden3_max", "table_frac")]).encode())
         h.update(json.dumps(p["config"], sort_keys=True).encode())
         return h.hexdigest()
 
