@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 from . import bbans
 from .fileio import atomic_write_bytes
-from .intcdf import EDGE_INF, PARAM_FRAC, SCALE_MAX, to_fixed
+from .intcdf import PARAM_FRAC, SCALE_MAX, to_fixed
 from .intcodecs import BB_FRAC, P_BITS, check_edges
 
 __all__ = ["ExactMLP", "QuantSpec", "check_network", "from_model", "build", "load_shipped",
@@ -632,8 +632,18 @@ def output_digests(exact: ExactMLP, images: np.ndarray, batch: int) -> list[str]
     return out
 
 
+def default_data_root() -> Path:
+    """../shared/data beside the checkout (or a level higher, for a worktree), else ./data: where
+    the MNIST training set for calibration usually is (the ResNet builder's convention; it lives
+    in a module being rewritten, so it is not imported from there)."""
+    repo = Path(__file__).resolve().parents[1]
+    for c in (repo.parent / "shared" / "data", repo.parents[1] / "shared" / "data"):
+        if c.is_dir():
+            return c
+    return Path("data")
+
+
 def main(argv=None) -> int:
-    from .exact import default_data_root
     ap = argparse.ArgumentParser(prog="python -m bitswap.exact_mlp", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the integer network of a shipped BB-ANS model")

@@ -17,7 +17,7 @@ from scipy.special import betaln, gammaln, ndtr, ndtri
 from bitswap import inttables
 from bitswap.ans import Message
 from bitswap.codecs import Bernoulli, BetaBinomial, GaussianBins, Uniform
-from bitswap.intcdf import EDGE_INF, ONE, SCALE_MAX, to_fixed
+from bitswap.intcdf import ONE, SCALE_MAX, to_fixed
 from bitswap.intcodecs import (BB_FRAC, P_BITS, IntBernoulli, IntBetaBinomial, IntGaussianBins,
                                _binomial_constants, _log_rising)
 
