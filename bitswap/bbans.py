@@ -103,6 +103,31 @@ CODING = {"beta-binomial": dict(latent_bits=8, posterior_precision=20, likelihoo
           "bernoulli": dict(latent_bits=8, posterior_precision=20, likelihood_precision=12)}
 
 
+def log_likelihood(likelihood: str, x: torch.Tensor, params) -> torch.Tensor:
+    """(B,) log p(x | z) in nats of coded pixels x (B, 784) under the ``likelihood``
+    (``beta-binomial``: params (a, b); ``bernoulli``: (p,)), for the float model and for the
+    exact network's outputs (:mod:`bitswap.exact_mlp`) alike."""
+    if likelihood == "beta-binomial":
+        a, b = params
+        n = 255.0
+        lp = (torch.lgamma(torch.tensor(n + 1.0, dtype=a.dtype)) + torch.lgamma(x + a) + torch.lgamma(n - x + b)
+              + torch.lgamma(a + b) - torch.lgamma(x + 1.0) - torch.lgamma(n - x + 1.0)
+              - torch.lgamma(n + a + b) - torch.lgamma(a) - torch.lgamma(b))
+    else:
+        logits = torch.logit(params[0].clamp(1e-7, 1 - 1e-7))
+        lp = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    return lp.sum(1)
+
+
+def elbo_terms(likelihood: str, x: torch.Tensor, mu: torch.Tensor, std: torch.Tensor, params) -> dict:
+    """One-sample -ELBO terms in bits per 28x28 pixel of coded pixels ``x`` (B, 784), from the
+    posterior (mu, std) and the likelihood's parameters at a sample of it: ``recon`` (B,),
+    ``kl`` (B, 1) (analytic Gaussian KL against N(0, 1)), ``elbo`` (B,)."""
+    recon = -log_likelihood(likelihood, x, params) * LOG2E / 784
+    kl = (0.5 * (mu ** 2 + std ** 2 - 1.0) - torch.log(std)).sum(1, keepdim=True) * LOG2E / 784
+    return {"recon": recon, "kl": kl, "elbo": recon + kl.sum(1)}
+
+
 def binarize(x, how: str, generator: torch.Generator | None = None):
     """Binarize 0..255 pixels (a torch tensor or numpy array) to 0/1 of the same kind:
     ``stochastic``: Bernoulli(x / 255) (``generator``: a torch.Generator, or for numpy input a
@@ -175,16 +200,7 @@ class BBANSVAE(nn.Module):
 
     def log_likelihood(self, x: torch.Tensor, params) -> torch.Tensor:
         """(B,) log p(x | z) in nats for coded pixels x (B, 784)."""
-        if self.config.likelihood == "beta-binomial":
-            a, b = params
-            n = 255.0
-            lp = (torch.lgamma(torch.tensor(n + 1.0)) + torch.lgamma(x + a) + torch.lgamma(n - x + b)
-                  + torch.lgamma(a + b) - torch.lgamma(x + 1.0) - torch.lgamma(n - x + 1.0)
-                  - torch.lgamma(n + a + b) - torch.lgamma(a) - torch.lgamma(b))
-        else:
-            logits = torch.logit(params[0].clamp(1e-7, 1 - 1e-7))
-            lp = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-        return lp.sum(1)
+        return log_likelihood(self.config.likelihood, x, params)
 
     # -- ELBO -----------------------------------------------------------------------------------
 
@@ -205,9 +221,7 @@ class BBANSVAE(nn.Module):
         mu, std = self.infer(0, xf)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + std * eps
-        recon = -self.log_likelihood(xf, self.generate(0, z)) * LOG2E / 784
-        kl = (0.5 * (mu ** 2 + std ** 2 - 1.0) - torch.log(std)).sum(1, keepdim=True) * LOG2E / 784
-        return {"recon": recon, "kl": kl, "elbo": recon + kl.sum(1)}
+        return elbo_terms(self.config.likelihood, xf, mu, std, self.generate(0, z))
 
     def negative_elbo(self, x, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B,) -ELBO in bits per pixel of the images as coded (28x28, binarized if binary)."""
@@ -300,3 +314,55 @@ class BBANSCoding:
     def prior(self, batch: int) -> UniformBits:
         return UniformBits((batch, self.latent), self.latent_bits)
 
+
+
+class ExactBBANSCoding:
+    """The coder's model protocol for the exact integer network of a BB-ANS model
+    (:class:`bitswap.exact_mlp.ExactMLP`): the scheme of :class:`BBANSCoding` (posterior
+    Gaussian over the 2**latent_bits buckets equiprobable under the prior, prior uniform over
+    them, likelihood beta-binomial or Bernoulli, precisions as :data:`CODING`) with the integer
+    families of :mod:`bitswap.intdistributions`. Built from the stored exact network alone (its
+    file holds the buckets' integer edges and centres; no float weights, no ``ndtri``), so a
+    stream decodes bit for bit on any machine. The network's outputs do not depend on how images
+    are grouped into batches, so it may run ``network_batch`` images at a time (bounded memory)."""
+
+    nz = 1
+    x_shape = (1, 28, 28)
+
+    def __init__(self, exact, posterior_precision: int | None = None, likelihood_precision: int | None = None,
+                 network_batch: int | None = None):
+        from .intcodecs import IntBinEdges
+        default = CODING[exact.config.likelihood]
+        self.model = exact
+        self.latent_bits = exact.latent_bits
+        self.posterior_precision = int(posterior_precision or default["posterior_precision"])
+        self.likelihood_precision = int(likelihood_precision or default["likelihood_precision"])
+        if self.posterior_precision < self.latent_bits:
+            raise ValueError("the posterior precision must be at least the latent bits")
+        if network_batch is not None and network_batch < 1:
+            raise ValueError("network_batch must be >= 1")
+        self.network_batch = network_batch
+        self.edges = IntBinEdges(exact.edges)
+        self.centres = exact.centres
+        self.latent = exact.latent
+
+    def _outputs(self, fn, given: np.ndarray) -> tuple[np.ndarray, ...]:
+        B = given.shape[0]
+        step = self.network_batch or max(B, 1)
+        outs = [fn(0, torch.from_numpy(np.ascontiguousarray(given[a:a + step]))) for a in range(0, B, step)]
+        return tuple(torch.cat([o[k] for o in outs]).cpu().numpy().reshape(B, -1) for k in range(len(outs[0])))
+
+    def posterior(self, i: int, given: np.ndarray):
+        from .intdistributions import IntGaussianOverBins
+        mu, std = self._outputs(self.model.infer, given)
+        return IntGaussianOverBins(mu, std, self.edges, self.posterior_precision)
+
+    def likelihood(self, i: int, given: np.ndarray):
+        from .intdistributions import IntBernoulli, IntBetaBinomial
+        params = self._outputs(self.model.generate, self.centres[given])
+        if self.model.raw:
+            return IntBetaBinomial(255, params[0], params[1], self.likelihood_precision)
+        return IntBernoulli(params[0], self.likelihood_precision)
+
+    def prior(self, batch: int) -> UniformBits:
+        return UniformBits((batch, self.latent), self.latent_bits)

@@ -100,9 +100,30 @@ def print_summary(title: str, s: dict, unit: float = 1.0) -> None:
     print("  decoded images        identical to the originals (checked)")
 
 
+def _exact_network(model, args, images: np.ndarray):
+    """The exact integer network a BB-ANS model codes with (:mod:`bitswap.exact_mlp`) and where
+    it came from: the one shipped with the model when its buckets are the ones asked for, else
+    one built here from the float weights, calibrated on the MNIST training set in ``--data``
+    (or, without it, on the test images themselves: calibration only sets the clamp ranges)."""
+    from . import exact_mlp
+    latent_bits = args.quantbits or bbans.CODING[model.config.likelihood]["latent_bits"]
+    entry = zoo.manifest().get(getattr(model, "name", ""), {})
+    if "exact_file" in entry:
+        exact = exact_mlp.load_shipped(model.name)
+        if exact.latent_bits == latent_bits:
+            return exact.to(args.device), f"shipped {entry['exact_file']}"
+    try:
+        calibration, source = load_dataset("mnist", "train", args.data, download=False), "the MNIST training set"
+    except DatasetMissingError:
+        calibration, source = images, "the test images"
+    exact = exact_mlp.from_model(model, calibration, latent_bits=latent_bits).to(args.device)
+    return exact, f"built here, calibrated on {source}"
+
+
 def _bbans_setup(dataset: str, args, model, images: np.ndarray):
     """The BB-ANS paper's setting: 28x28 digits (binarized for the binary models), the model's
-    coding protocol with the paper's buckets and precisions, and the result-file stem."""
+    exact coding protocol (:class:`bitswap.bbans.ExactBBANSCoding`) with the paper's buckets and
+    the precisions of :data:`bitswap.bbans.CODING`, and the result-file stem."""
     if dataset != "mnist":
         raise ValueError(f"the BB-ANS models are MNIST models, not {dataset}")
     how = args.binarize or model.config.binarize
@@ -110,8 +131,9 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
         raise ValueError("a binary model codes binarized images")
     if model.config.likelihood != "bernoulli" and args.binarize:
         raise ValueError(f"{model.name} codes 8-bit images; binarization is for the binary models")
+    exact, exact_from = _exact_network(model, args, images)
     images = bbans.binarize(bbans.crop28(images), how, np.random.default_rng(args.seed))
-    coding = bbans.BBANSCoding(model, args.quantbits, args.posterior_precision, args.likelihood_precision)
+    coding = bbans.ExactBBANSCoding(exact, args.posterior_precision, args.likelihood_precision)
     default = bbans.CODING[model.config.likelihood]
     stem = f"{dataset}_{model.name}" + (f"_{how}" if how != "none" else "") + "".join(
         f"_{tag}{value}" for tag, value, key in
@@ -119,7 +141,8 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
          ("l", coding.likelihood_precision, "likelihood_precision")) if value != default[key])
     info = dict(binarize=how, latent_bits=coding.latent_bits,
                 posterior_precision=coding.posterior_precision,
-                likelihood_precision=coding.likelihood_precision)
+                likelihood_precision=coding.likelihood_precision,
+                inference="exact integer network", exact_network=exact_from, exact_digest=exact.digest())
     return coding, images, stem, info
 
 
@@ -163,6 +186,8 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
                   f"({what}, model {name}; bits per coded dimension"
                   f"{', 28x28 pixels' if coder.x_dims == 784 else ''})", summary, unit=unit)
+    if is_bbans:
+        print(f"  inference             exact integer network ({extra['exact_network']})")
     print(f"  results               {path}")
     return meta
 

@@ -95,31 +95,41 @@ def logistic_table() -> np.ndarray:
     return _TABLE
 
 
-def lane_constants(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lane_constants(scale: np.ndarray, t_max: int = T_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per lane, what :func:`cdf_fixed` needs of an int64 ``scale`` in ``[1, SCALE_MAX]``:
-    the reciprocal ``r = floor(2**56 / scale)`` and the clip bounds ``-+T_MAX * scale``.
+    the reciprocal ``r = floor(2**56 / scale)`` and the clip bounds ``-+t_max * scale``
+    (``t_max``: the half-width of the table, :data:`T_MAX` for the logistic one).
     Computed once per codec, so that each CDF evaluation multiplies instead of dividing."""
     scale = np.asarray(scale, dtype=np.int64)
-    hi = scale * T_MAX
+    hi = scale * t_max
     return (1 << _RECIP_BITS) // scale, np.negative(hi), hi
 
 
 def cdf_fixed(d: np.ndarray, recip: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """``G(t)``, ``round(2**32 F(t))`` interpolated, at ``t = (edge - mu) / scale`` for int64
     ``d = edge - mu`` and the lane constants of :func:`lane_constants`: int64 in
-    ``[0, 2**32]``, non-decreasing in ``d``.
+    ``[0, 2**32]``, non-decreasing in ``d`` (:func:`interpolate_cdf` on the logistic table)."""
+    return interpolate_cdf(d, recip, lo, hi, _TABLE, _TABLE_NEXT, _HALF)
 
-    ``t = (clip(d, +-T_MAX scale) r) >> 32`` has ``T_FRAC`` fractional bits (within 13 units
-    of the exact quotient; ``|d r| <= 24 2**56``), so ``i = t >> 16`` indexes the table and the
-    low 16 bits interpolate between its entries ``i`` and ``i + 1``."""
+
+def interpolate_cdf(d: np.ndarray, recip: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                    table: np.ndarray, table_next: np.ndarray, half: int) -> np.ndarray:
+    """A CDF tabulated at step ``2**-TABLE_STEP_BITS`` (``table[half]`` at t = 0,
+    ``table_next[i] = table[i + 1]``), linearly interpolated at ``t = d / scale``.
+
+    ``t = (clip(d, lo, hi) r) >> 32`` has ``T_FRAC`` fractional bits (within 13 units of the
+    exact quotient; ``|d r| <= t_max 2**56``), so ``i = t >> 16`` indexes the table and the
+    low 16 bits interpolate between its entries ``i`` and ``i + 1``. Integer operations only:
+    the logistic CDF (:func:`cdf_fixed`) and the Gaussian one (:mod:`bitswap.inttables`)
+    share it."""
     t = np.minimum(d, hi)                  # np.minimum/maximum: np.clip with array
     np.maximum(t, lo, out=t)               # bounds is 30x slower (numpy 2.4)
     t *= recip
     t >>= _RECIP_BITS - T_FRAC
     i = t >> _FRAC_BITS
-    i += _HALF
-    g0 = _TABLE.take(i)
-    step = _TABLE_NEXT.take(i)
+    i += half
+    g0 = table.take(i)
+    step = table_next.take(i)
     step -= g0
     t &= (1 << _FRAC_BITS) - 1
     step *= t

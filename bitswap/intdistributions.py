@@ -6,6 +6,8 @@ A model on the exact path (:mod:`bitswap.latent_models`' protocol) returns these
 :mod:`bitswap.coders` needs no change. Parameters are int64 ``(B, D)`` arrays on the
 ``2**-16`` grid of :mod:`bitswap.intcdf` (what the exact network outputs); the codecs are
 :class:`~bitswap.intcodecs.IntLogisticBins` and :class:`~bitswap.intcodecs.IntDiscretizedLogistic`.
+The BB-ANS models' exact path (:class:`bitswap.bbans.ExactBBANSCoding`) adds a Gaussian over
+buckets, a Bernoulli and a beta-binomial, each from the integers its exact network outputs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .distributions import Distribution
 from .intcdf import ONE
 from .intcodecs import IntBinEdges
 
-__all__ = ["IntLogisticOverBins", "IntDiscretizedLogistic", "int_prior"]
+__all__ = ["IntLogisticOverBins", "IntDiscretizedLogistic", "int_prior", "IntGaussianOverBins", "IntBernoulli",
+           "IntBetaBinomial"]
 
 
 def _int_params(a, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -67,3 +70,44 @@ def int_prior(batch: int, dims: int, edges: IntBinEdges) -> IntLogisticOverBins:
     """The Logistic(0, 1) prior over the top layer's integer bins, for ``batch`` images."""
     return IntLogisticOverBins(np.zeros((batch, dims), dtype=np.int64), np.full((batch, dims), ONE, dtype=np.int64),
                                edges)
+
+
+# ------------------------------------------------------- the BB-ANS models' integer families
+
+class IntGaussianOverBins(IntLogisticOverBins):
+    """Gaussian(mu, scale) per element over integer latent buckets (int64 on the 2**-16 grid):
+    the exact BB-ANS posterior (:class:`bitswap.intcodecs.IntGaussianBins`)."""
+
+    def codec(self, lanes, precision):
+        rows = self._dim(lanes) if self.edges.rows > 1 else np.zeros(len(lanes), dtype=np.int64)
+        return intcodecs.IntGaussianBins(self.mu.reshape(-1)[lanes], self.scale.reshape(-1)[lanes],
+                                         self.edges, self._precision(precision), rows=rows)
+
+
+class IntBernoulli(Distribution):
+    """Binary symbols with P(1) = p / 2**32, ``p`` an integer (B, D) (the exact binarized-MNIST
+    likelihood, :class:`bitswap.intcodecs.IntBernoulli`)."""
+
+    def __init__(self, p, precision: int | None = None):
+        self.p = _int_params(p, "p")
+        self.shape = self.p.shape
+        self.precision = precision
+
+    def codec(self, lanes, precision):
+        return intcodecs.IntBernoulli(self.p.reshape(-1)[lanes], self._precision(precision))
+
+
+class IntBetaBinomial(Distribution):
+    """Beta-binomial over 0..n per element from integer ``a``, ``b`` (B, D) on the 2**-20 grid
+    (the exact raw-MNIST likelihood, :class:`bitswap.intcodecs.IntBetaBinomial`)."""
+
+    def __init__(self, n: int, a, b, precision: int | None = None):
+        self.n = int(n)
+        self.a = _int_params(a, "a")
+        self.shape = self.a.shape
+        self.b = _int_params(b, "b", self.shape)
+        self.precision = precision
+
+    def codec(self, lanes, precision):
+        return intcodecs.IntBetaBinomial(self.n, self.a.reshape(-1)[lanes], self.b.reshape(-1)[lanes],
+                                         self._precision(precision))
