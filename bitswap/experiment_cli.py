@@ -20,7 +20,7 @@ import torch
 from . import bbans, zoo
 from .coders import DEFAULT_LANES, Coder
 from .data import DatasetMissingError, load_dataset
-from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES, dataset_bins
+from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
                           experiment_indices, partition_indices, run_experiments, stream_indices,
                           summarize)
@@ -120,6 +120,29 @@ def _exact_network(model, args, images: np.ndarray):
     return exact, f"built here, calibrated on {source}"
 
 
+def _resnet_coding(name: str, model, dataset: str, args, quantbits: int):
+    """The coding model a ResNet VAE codes the experiments with (exact network and integer
+    bins: :class:`bitswap.zoo.CodingModel`) and where it came from: shipped, or (a bin setting
+    or weights file that ships none) exported here from the float weights for this run."""
+    from . import export
+    from .intbins import setting
+    entry = zoo.manifest().get(name, {})
+    key = setting(args.bins, quantbits)
+    if "exact" in entry and key in entry.get("bins", {}):
+        return zoo.load_coding(name, args.bins, quantbits, device=args.device), f"shipped ({key} bins)"
+    if "exact" in entry:
+        network = zoo.exact_network(name, device=args.device)
+    else:
+        try:
+            calibration = export.calibration_images(dataset, args.data)
+        except (DatasetMissingError, FileNotFoundError):
+            calibration = load_dataset(dataset, "test", args.data)[:512]
+        network = export.build_network(model, calibration, name=name).to(args.device)
+    bins = export.build_bins(model, args.bins, quantbits, args.data)
+    return zoo.CodingModel(name, network, bins), (f"exported here for this run ({key} bins are not shipped "
+                                                  f"with {name}; python -m bitswap.export makes them)")
+
+
 def _bbans_setup(dataset: str, args, model, images: np.ndarray):
     """The BB-ANS paper's setting: 28x28 digits (binarized for the binary models), the model's
     exact coding protocol (:class:`bitswap.bbans.ExactBBANSCoding`) with the paper's buckets and
@@ -159,10 +182,11 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
         coder = Coder(coding, bitswap=bool(args.bitswap), lanes=args.lanes)
     else:
         quantbits = DEFAULT_QUANTBITS if args.quantbits is None else args.quantbits
-        bins, bins_from = dataset_bins(model, dataset, args.data, quantbits, args.bins)
-        coder = Coder(model, bins, bitswap=bool(args.bitswap), lanes=args.lanes, device=device)
+        coding, coding_from = _resnet_coding(name, model, dataset, args, quantbits)
+        coder = Coder(coding.protocol(), bitswap=bool(args.bitswap), lanes=args.lanes)
         stem = result_name(dataset, model.nz, bool(args.bitswap))[:-4]
-        extra = dict(bins_from=bins_from, bins_digest=bins.digest)
+        extra = dict(bins=args.bins, quantbits=quantbits, inference="exact integer network",
+                     exact_network=coding_from, coding_digest=coding.digest)
     if args.stream_copies:
         indices = stream_indices(len(images), args.stream_copies, args.seed)
         stem += "_stream"
@@ -186,8 +210,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     print_summary(f"{dataset}, nz={model.nz}, {'Bit-Swap' if args.bitswap else 'BB-ANS'} "
                   f"({what}, model {name}; bits per coded dimension"
                   f"{', 28x28 pixels' if coder.x_dims == 784 else ''})", summary, unit=unit)
-    if is_bbans:
-        print(f"  inference             exact integer network ({extra['exact_network']})")
+    print(f"  inference             exact integer network ({extra['exact_network']})")
     print(f"  results               {path}")
     return meta
 
