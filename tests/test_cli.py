@@ -277,7 +277,7 @@ def test_fuzz_decompress_header_with_valid_crc(env, bsw, capsys, tmp_path, pos, 
     assert not out.exists() or {p.name for p in out.iterdir()} <= {"g.png", "c.png"}
 
 
-# ------------------------------------------------------------------ exact inputs (issue 16)
+# -------------------------------------------------------------------------- exact inputs
 
 def _chunks(path: Path) -> dict:
     from bitswap.imageio import _png_chunks
@@ -401,7 +401,7 @@ def test_fallback_choice_is_reported(env, capsys, tmp_path):
     assert same_image(env["g"], tmp_path / "d" / "g.png")
 
 
-# ----------------------------------------------------------------------- outputs (issue 16)
+# ------------------------------------------------------------------------------- outputs
 
 def _special_outputs(tmp_path: Path) -> list[Path]:
     os.mkfifo(tmp_path / "fifo")
@@ -432,7 +432,7 @@ def test_limits_must_be_finite(env, bsw, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-# ------------------------------------------------------------------ hostile files (issue 15)
+# ------------------------------------------------------------------------- hostile files
 
 _MEASURED = ("import resource, sys\nfrom bitswap.__main__ import main\nrc = main(sys.argv[1:])\n"
              "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)")

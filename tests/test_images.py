@@ -147,17 +147,17 @@ def test_unsupported_and_unreadable_inputs(tmp_path):
         lib.read_image(tmp_path / "cut.png")
     with pytest.raises(lib.ImageError, match="no such file"):
         lib.read_image(tmp_path / "missing.png")
-    with pytest.raises(lib.ImageError, match="megapixels"):
+    with pytest.raises(lib.LimitError, match="megapixels"):
         lib.read_image(good, lib.Limits(max_megapixels=0.001))
 
 
 def test_limits_on_compress_and_decompress(grey):
     model, bins = grey
     srcs = [lib.SourceImage(smooth_image(40, 40, 1)[None])] * 2
-    with pytest.raises(lib.ImageError, match="in all"):
+    with pytest.raises(lib.LimitError, match="in all"):
         lib.compress(srcs, model, bins=bins, limits=lib.Limits(1, 0.002))
     res = lib.compress(srcs, model, bins=bins, fallback=False)
-    with pytest.raises(lib.ImageError, match="limit"):
+    with pytest.raises(lib.LimitError, match="limit"):
         lib.decompress(res.container, model, bins=bins, limits=lib.Limits(0.001, 1))
 
 
@@ -213,7 +213,7 @@ def test_version_1_files_still_decode_and_version_2_needs_fewer_initial_bits(rgb
     assert new.initial_bits <= old.initial_bits and v2.initial_bits == new.initial_bits
 
 
-# ------------------------------------------------------------------- the fallback (issue 16)
+# --------------------------------------------------------------------------- the fallback
 
 def _text_scan(w: int = 160, h: int = 64) -> np.ndarray:
     from PIL import Image, ImageDraw
