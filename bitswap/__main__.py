@@ -122,9 +122,9 @@ def cmd_compress(args) -> int:
     from . import images as lib
 
     out = compress_output(args.images, args.output)
-    _check_writable_file(out, args.force)
     if any(Path(p).resolve() == out.resolve() for p in args.images):
         raise CLIError(f"refusing to overwrite the input {out} with the compressed file")
+    _check_writable_file(out, args.force)
     api.check_device(args.device)
     limits = _limits(args)
     t0 = time.perf_counter()
@@ -225,7 +225,8 @@ def cmd_decompress(args) -> int:
                                  allow_new_bins=args.allow_new_bins)
     written = _write_pngs(decoded, folder, targets, args.force)
     if not args.quiet:
-        where = f"into {written[0]}" if len(written) == 1 else f"into {folder}/"
+        into_folder = len(written) > 1 or args.output is not None and targets[0] != Path(args.output)
+        where = f"into {folder}/" if into_folder else f"into {written[0]}"
         print(f"{args.file}: {len(written)} image{'s' if len(written) > 1 else ''} decoded and verified "
               f"(pixel checksums match) {where}, {time.perf_counter() - t0:.1f} s")
     return 0

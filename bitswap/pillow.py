@@ -2,10 +2,10 @@
 
     >>> import bitswap.pillow
     >>> from PIL import Image
-    >>> Image.new("RGB", (40, 30), (200, 120, 40)).save("example.bsw")
+    >>> Image.new("RGB", (32, 24), (200, 120, 40)).save("example.bsw")
     >>> with Image.open("example.bsw") as im:
     ...     im.format, im.mode, im.size, im.getpixel((0, 0))
-    ('BSW', 'RGB', (40, 30), (200, 120, 40))
+    ('BSW', 'RGB', (32, 24), (200, 120, 40))
 
 - **Opening** reads the header only (``format`` ``"BSW"``, ``mode``, ``size``, ``n_frames``);
   the pixels are decoded on the first ``load()`` (all images of a file at once: they share
@@ -24,8 +24,10 @@
   exactly, so such an image is refused here with :class:`bitswap.ImageError`;
   :func:`bitswap.decode` gives it as a uint16 array.
 
-Files compressed with a weights file instead of a shipped model need that model, which
-``Image.open`` cannot be told: decode them with ``bitswap.decode(data, model=PATH)``.
+``Image.open`` takes no options, so decoding reads them from :data:`decode_options` (as other
+Pillow plugins keep theirs in module globals): ``model`` for files compressed with a weights
+file instead of a shipped model, ``device``, the limits and ``network_batch`` of
+:func:`bitswap.decode`.
 Registered with Pillow's plugin mechanism (``Image.register_open``, ``register_save``,
 ``register_save_all``, ``register_extension``); nothing else of Pillow is changed.
 """
@@ -46,6 +48,9 @@ FORMAT = "BSW"
 #: Options of :func:`bitswap.encode` a save call may give (besides icc_profile and transparency).
 SAVE_OPTIONS = ("model", "model_only", "bbans", "quantbits", "bins", "lanes", "batch", "seed", "device")
 LIMITS = ("max_megapixels", "max_total_megapixels", "max_memory")
+#: Keyword options of :func:`bitswap.decode` used when Pillow loads a .bsw file, e.g.
+#: ``bitswap.pillow.decode_options["model"] = "my-model.pt"``.
+decode_options: dict = {}
 
 
 def _accept(prefix: bytes) -> bool:
@@ -106,7 +111,9 @@ class BswImageFile(ImageFile.ImageFile):
     def load(self):
         if self._loaded_frame != self._frame:
             if self._decoded is None:
-                self._decoded = api.decode_sources(self._container)
+                opts = dict(decode_options)
+                limits = api._limits(**{k: opts.pop(k) for k in LIMITS if k in opts})
+                self._decoded = api.decode_sources(self._container, limits=limits, **opts)
             src = self._decoded[self._frame]
             img = restore_image(src.pixels, src.mode, src.extra)
             if self.fp and self._exclusive_fp:
@@ -159,4 +166,4 @@ Image.register_save(FORMAT, _save)
 Image.register_save_all(FORMAT, _save_all)
 Image.register_extension(FORMAT, ".bsw")
 
-__all__ = ["BswImageFile", "FORMAT", "SAVE_OPTIONS", "LIMITS"]
+__all__ = ["BswImageFile", "FORMAT", "SAVE_OPTIONS", "LIMITS", "decode_options"]

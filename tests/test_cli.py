@@ -565,3 +565,79 @@ def test_version_2_files_still_decode_through_the_cli(env, capsys, tmp_path):
     assert rc == 0, err
     for n in ("i16", "pal", "g"):
         assert same_image(tmp_path / f"{n}.png", tmp_path / "dec" / f"{n}.png"), n
+
+
+# ---------------------------------------------------------------- conventions of gzip and cjxl
+
+def test_outputs_are_named_after_the_input(env, capsys, tmp_path):
+    """compress a.png -> a.bsw beside it; decompress a.bsw -> a.png (one image) or the folder
+    a/ (several); -o NAME.png for one image; several inputs need -o."""
+    import shutil
+    m = ("--model", env["grey"], "-q")
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in ("g", "c"):
+        shutil.copy(env[k], src / f"{k}.png")
+    assert run(capsys, "compress", src / "g.png", *m)[0] == 0
+    assert (src / "g.bsw").is_file()
+    fail(capsys, "2 images go into one .bsw file: name it with -o", "compress", src / "g.png", src / "c.png", *m)
+    assert run(capsys, "compress", src / "g.png", src / "c.png", "-o", tmp_path / "two.bsw", *m)[0] == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.move(src / "g.bsw", out / "g.bsw")
+    rc, stdout, err = run(capsys, "decompress", out / "g.bsw", "--model", env["grey"])
+    assert rc == 0 and f"into {out / 'g.png'}" in stdout, err
+    assert same_image(env["g"], out / "g.png")
+    assert run(capsys, "decompress", tmp_path / "two.bsw", *m)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["c.png", "g.png"]
+    assert same_image(env["c"], tmp_path / "two" / "c.png")
+    assert run(capsys, "decompress", out / "g.bsw", "-o", tmp_path / "named.png", *m)[0] == 0
+    assert same_image(env["g"], tmp_path / "named.png")
+    fail(capsys, "holds 2 images: -o names a folder for them", "decompress", tmp_path / "two.bsw", "-o",
+         tmp_path / "x.png", *m)
+    rc, stdout, _ = run(capsys, "decompress", tmp_path / "two.bsw", "-o", tmp_path / "dir", "--model", env["grey"])
+    assert rc == 0 and f"into {tmp_path / 'dir'}/" in stdout
+
+
+def test_nothing_is_replaced_without_force(env, capsys, tmp_path):
+    m = ("--model", env["grey"], "-q")
+    bsw, dec = tmp_path / "g.bsw", tmp_path / "dec"
+    bsw.write_bytes(b"precious")
+    line = fail(capsys, "exists (--force replaces it)", "compress", env["g"], "-o", bsw, *m)
+    assert str(bsw) in line and bsw.read_bytes() == b"precious"
+    assert run(capsys, "compress", env["g"], "-o", bsw, "--force", *m)[0] == 0
+    assert bsw.read_bytes().startswith(b"\x89BSW")
+    dec.mkdir()
+    (dec / "g.png").write_bytes(b"precious")
+    fail(capsys, "exists (--force replaces it)", "decompress", bsw, "-o", dec, *m)
+    assert (dec / "g.png").read_bytes() == b"precious"
+    assert run(capsys, "decompress", bsw, "-o", dec, "-f", *m)[0] == 0
+    assert same_image(env["g"], dec / "g.png")
+
+
+def test_version_and_exit_codes_in_help(capsys):
+    from bitswap import __version__
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith(f"bitswap {__version__} ")
+    for argv in ([], ["compress"], ["decompress"], ["info"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        text = capsys.readouterr().out
+        assert "exit status:" in text and all(f"  {code} " in text for code in (0, 1, 2, 130)), argv
+    with pytest.raises(SystemExit) as done:
+        main(["compress"])                          # a usage error: argparse's status 2
+    assert done.value.code == 2
+
+
+def test_a_closed_pipe_ends_quietly(bsw):
+    """``bitswap info x.bsw | head -1`` with the reader gone: no "Broken pipe" message, the
+    status Python's documentation gives for it (1)."""
+    r, w = os.pipe()
+    os.close(r)                                     # the reader is gone before anything is written
+    try:
+        p = subprocess.run([sys.executable, "-m", "bitswap", "info", str(bsw)], stdout=w, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    finally:
+        os.close(w)
+    assert p.returncode == 1 and p.stderr == "", p.stderr
