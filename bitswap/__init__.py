@@ -40,6 +40,7 @@ _API = ("encode", "decode", "info", "FileInfo", "ImageInfo")
 
 
 def __getattr__(name: str):
+    """encode, decode, info, FileInfo and ImageInfo: imported from :mod:`bitswap.api` on first use."""
     if name in _API:
         from . import api
         return getattr(api, name)
@@ -47,4 +48,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
+    """The module's names, the lazily imported ones included."""
     return sorted(set(globals()) | set(_API))

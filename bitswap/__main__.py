@@ -118,6 +118,7 @@ def compress_output(inputs: list[str], output: str | None) -> Path:
 
 
 def cmd_compress(args) -> int:
+    """``bitswap compress``: read the images exactly, code them into one .bsw file, summarise."""
     from . import api
     from . import images as lib
 
@@ -211,6 +212,7 @@ def decompress_outputs(file: str, names: list[str], output: str | None) -> tuple
 
 
 def cmd_decompress(args) -> int:
+    """``bitswap decompress``: decode a .bsw file, verify every image, write them as PNGs."""
     from . import api
 
     t0 = time.perf_counter()
@@ -285,6 +287,7 @@ def _write_pngs(decoded, outdir: Path, targets: list[Path], force: bool) -> list
 # --------------------------------------------------------------------------------- info
 
 def cmd_info(args) -> int:
+    """``bitswap info``: the file's version, then :class:`bitswap.FileInfo` as text."""
     from .api import file_info
     c, n = _read_container(args.file)
     print(f"{args.file}: bitswap .bsw version {c.version}")
@@ -295,6 +298,7 @@ def cmd_info(args) -> int:
 # --------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, with the exit statuses in every --help."""
     from .container import READ_VERSIONS, VERSION
     from .images import (DEFAULT_BATCH, DEFAULT_FILE_STRATEGY, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_MEMORY_MB,
                          DEFAULT_MAX_TOTAL_MEGAPIXELS, DEFAULT_SEED, MAX_NETWORK_BATCH)

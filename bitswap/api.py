@@ -142,7 +142,7 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
 
     >>> import numpy as np, bitswap
     >>> deep = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000      # 16-bit grey
-    >>> bitswap.decode(bitswap.encode(deep))[0].tolist() == deep.tolist()
+    >>> bitswap.decode(bitswap.encode(deep, model_only=True))[0].tolist() == deep.tolist()
     True
     """
     return [to_array(s) for s in decode_sources(data, model=model, device=device, network_batch=network_batch,

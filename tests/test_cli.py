@@ -533,6 +533,7 @@ def fuzz_files(env):
     return fuzz, *fuzz.build(0)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.integers(0, 4), st.integers(0, 2 ** 32 - 1))

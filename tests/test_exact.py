@@ -251,6 +251,7 @@ def test_shipped_exact_network_matches_its_hash(name):
     assert exact.nz == entry["nz"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist-nz8", "cifar10-nz8"])
 def test_same_integers_in_every_environment(name):
     """The exact network prints the same per-image digests under every environment and batch

@@ -23,6 +23,7 @@ def hierarchy():
     return ExactHierarchy(exact.load_shipped("mnist-nz8"), intbins.shipped("mnist-nz8"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bitswap", [True, False])
 def test_exact_round_trip(hierarchy, bitswap, mnist_test):
     x = mnist_test[:3]

@@ -61,6 +61,7 @@ def test_cifar_images_direct_and_as_planes(rgb, grey, shared_data):
     assert not res.container.header.bitswap
 
 
+@pytest.mark.slow
 def test_kodak_photograph(rgb, shared_data):
     path = shared_data / "kodak" / "kodim23.png"
     assert path.exists(), "the shared datasets hold the Kodak images (../shared/data/kodak)"
@@ -245,6 +246,7 @@ def mnist():
     return zoo.load("mnist-nz8")
 
 
+@pytest.mark.slow
 def test_no_file_larger_than_the_best_classical_codec(mnist, shared_data):
     """1x1, a 300x1 strip, a grey photograph and a 1-bit scan with the shipped grey model: each
     file is at most the best of PNG / WebP / JPEG XL lossless plus the container header, and
@@ -267,6 +269,7 @@ def test_no_file_larger_than_the_best_classical_codec(mnist, shared_data):
     assert res.container.payload == b""          # no model-coded image: no ANS message at all
 
 
+@pytest.mark.slow
 def test_the_model_is_kept_where_it_wins(mnist):
     """MNIST digits on one long stream: the shipped model beats every classical codec on most
     of them (none of the held-out RGB photographs measured has a case: JPEG XL wins there, see
