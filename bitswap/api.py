@@ -71,8 +71,8 @@ def encode(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike 
       in MB: refused (:class:`bitswap.LimitError`) before any work when exceeded.
 
     >>> import numpy as np, bitswap
-    >>> rgb = np.zeros((20, 30, 3), np.uint8)
-    >>> bitswap.encode([rgb, rgb[:, :, 0]], model_only=True)[:4]
+    >>> grey = np.zeros((20, 30), np.uint8)
+    >>> bitswap.encode([grey, grey.T], seed=7)[:4]                  # two images, one file
     b'\\x89BSW'
     """
     return encode_sources(_sources(images), model=model, model_only=model_only, bbans=bbans, quantbits=quantbits,

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import classical, imageio
 from . import container as fmt
-from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, METHODS, Container,
+from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, Container,
                         ContainerError, Header, ImageEntry, pixel_checksum, pixel_checksum_v3)
 from .data import tile_image, untile_image
 from .discretization import DEFAULT_QUANTBITS, weights_hash

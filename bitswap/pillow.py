@@ -40,7 +40,7 @@ from typing import IO
 from PIL import Image, ImageFile, ImagePalette, ImageSequence
 
 from . import api
-from .container import MAGIC, WIDE_MODES, Container
+from .container import MAGIC, WIDE_MODES
 from .errors import ImageError
 from .imageio import SourceImage, from_pil, restore_image, transparency_key
 

@@ -108,6 +108,15 @@ def test_no_internal_issue_numbers():
             assert not re.search(r"(?<![\w&])#\d", text), f"{path}: cites #N"
 
 
+def test_links_resolve():
+    """Every relative link of the README and the docs points at a file that is there."""
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#")[0]
+            if path and not re.match(r"^[a-z]+:", path):
+                assert (page.parent / path).exists(), f"{page.name}: broken link {target}"
+
+
 # --------------------------------------------------------------------------- Python code
 
 def scratch(folder: Path) -> Path:
