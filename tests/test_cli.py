@@ -480,6 +480,7 @@ def test_hostile_huge_images_stop_when_the_message_ends(env, bsw, tmp_path, vers
         _assert_refused(f, "ANS message ends before the images", tmp_path / "o", "--model", env["grey"])
 
 
+@pytest.mark.slow
 def test_hostile_sizes_over_the_limits(env, bsw, tmp_path):
     for sizes, needle in (([(1 << 20, 1 << 20)], "megapixels"), ([(10001, 10000)], "--max-megapixels")):
         _assert_refused(_write(tmp_path / "f.bsw", _crafted(bsw, 3, sizes)), needle, tmp_path / "o",
@@ -488,6 +489,7 @@ def test_hostile_sizes_over_the_limits(env, bsw, tmp_path):
                     tmp_path / "o", "--model", env["grey"], "--max-memory", "0.001")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist-nz8", "cifar10-nz8"])
 def test_hostile_bins_are_never_computed_unasked(env, tmp_path, name):
     """quantbits 16 for a shipped model: new bins are refused (12.8 GB and 2 min before), and

@@ -202,6 +202,7 @@ def test_load_rejects_bad_files(tiny, tmp_path):
     assert sha
 
 
+@pytest.mark.slow
 def test_cli_hash(tiny, tmp_path):
     _, exact = tiny
     env = dict(os.environ, PYTHONPATH=str(ROOT))
