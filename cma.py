@@ -20,6 +20,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--stream" in argv:
         return stream_main(argv)
+    if "-h" in argv or "--help" in argv:          # both modes' options, so --help lists every flag
+        try:
+            cma_main(["--help"])
+        except SystemExit:
+            pass
+        print("\nWith --stream, the BB-ANS paper's Figure 3 instead:\n")
+        return stream_main(["--help"])
     return cma_main(argv)
 
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""The README's results table, generated from saved result files (never typed by hand).
+"""The results tables of docs/results.md, generated from saved result files (never typed by hand).
 
-    python results_table.py [--results results] [--readme README.md] [--photos-doc DOC.md]
+    python results_table.py [--results results] [--readme docs/results.md] [--photos-doc DOC.md]
 
 Reads the compression results (``{dataset}_nz{nz}_{bitswap,bbans}.json`` written by the
 ``*_compress.py`` scripts) and the classical-codec results (``benchmark_{dataset}.json``
 from ``benchmark_compress.py``), prints Markdown tables with the Bit-Swap paper's figures
 beside ours and, with ``--readme``, replaces the text between the
-``<!-- results -->`` markers of the README.
+``<!-- results -->`` markers of that page (docs/results.md; the README summarises it).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="results")
     ap.add_argument("--baselines", default="docs/baselines",
                     help="where benchmark_{dataset}.json are read when not in --results")
-    ap.add_argument("--readme", default=None, help="rewrite this README's results section")
+    ap.add_argument("--readme", default=None, help="rewrite the results section of this page (docs/results.md)")
     ap.add_argument("--photos-doc", action="append", metavar="FILE",
                     help="rewrite the per-image photo table between <!-- photos --> markers of FILE")
     args = ap.parse_args(argv)

@@ -1,33 +1,54 @@
 """``python -m bitswap compress|decompress|info`` (also the ``bitswap`` console script).
 
+    bitswap compress photo.png                   # writes photo.bsw beside it
     bitswap compress photo.png scan.png -o photos.bsw
     bitswap info photos.bsw
-    bitswap decompress photos.bsw -o restored/
+    bitswap decompress photo.bsw                 # writes photo.png beside it
+    bitswap decompress photos.bsw                # several images: photos/photo.png, photos/scan.png
+    bitswap decompress photos.bsw -o restored/   # restored/photo.png, restored/scan.png
 
-Errors the user can cause (bad files, wrong or unknown model, limits, unwritable outputs)
-print one line on stderr and exit with status 2; outputs are written to a temporary file
-and renamed, so a failed run leaves no partial file, and decompress creates its output
-folder only when the first image is renamed into place. Outputs are only ever regular
-files or new paths: a device, FIFO, socket or directory in the way is refused untouched.
-The library names its limits by their setting; :data:`LIMIT_FLAGS` maps them to the flags.
+The conventions of gzip, zstd and cjxl: the output is named after the input when ``-o`` is
+left out, an existing file is never replaced without ``--force``, ``--version`` says which
+version this is. Several inputs go into one file, which must then be named with ``-o``.
+
+Compressing and decompressing go through :func:`bitswap.api.encode_sources` and
+:func:`bitswap.api.decode_sources`, the functions behind ``bitswap.encode`` and
+``bitswap.decode``; ``info`` prints :func:`bitswap.api.file_info`, what ``bitswap.info``
+returns. Errors the user can cause (bad files, wrong or unknown model, limits, unwritable
+or existing outputs) print one line on stderr and exit with status 2 (:data:`EXIT_CODES`);
+the library's messages name settings, and this module adds the flag that changes them.
+Outputs are written to a temporary file and renamed (or linked, when nothing may be
+replaced), so a failed run leaves no partial file, and decompress creates its output folder
+only when the first image is in place. Outputs are only ever regular files or new paths: a
+device, FIFO, socket or directory in the way is refused untouched.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import stat
 import sys
 import time
 from pathlib import Path
 
+from . import __version__
+from .errors import LimitError, ModelError, OptionError
 from .fileio import atomic_write, atomic_write_bytes
 
 MAX_FILE_BYTES = 1 << 34       # a .bsw larger than this is refused before reading it
 
+EXIT_CODES = {
+    0: "success",
+    1: "the output's reader closed the pipe early (quietly, as Python's documentation advises), or an "
+       "internal error (a bug: Python prints the traceback; please report it)",
+    2: "usage error or bad input: a wrong flag or value, an unreadable or unsupported image, a corrupt, "
+       "truncated or foreign .bsw file, an unknown or wrong model, a limit exceeded, decoded pixels that "
+       "differ from the original, an output that exists (without --force) or cannot be written, out of memory",
+    130: "interrupted (Ctrl-C); nothing partial is left behind",
+}
 
-# The library's limit settings (images.LimitError.setting) and what the user changes.
+# The library's limit settings (LimitError.setting) and what the user changes.
 LIMIT_FLAGS = {"max_megapixels": "raise it with --max-megapixels",
                "max_total_megapixels": "raise it with --max-total-megapixels",
                "max_memory": "raise it with --max-memory",
@@ -35,28 +56,17 @@ LIMIT_FLAGS = {"max_megapixels": "raise it with --max-megapixels",
 
 
 class CLIError(Exception):
-    pass
+    """A usage error found by the command line itself (exit status 2)."""
+
+
+def _flag(option: str) -> str:
+    """The flag of a library option: ``max_megapixels`` -> ``--max-megapixels``."""
+    return "--" + option.replace("_", "-")
 
 
 def _limits(args):
     from .images import Limits
-    for flag, v in (("--max-megapixels", args.max_megapixels), ("--max-total-megapixels", args.max_total_megapixels),
-                    ("--max-memory", args.max_memory)):
-        if not (math.isfinite(v) and v > 0):
-            raise CLIError(f"{flag} must be a finite positive number, not {v:g}")
     return Limits(args.max_megapixels, args.max_total_megapixels, args.max_memory)
-
-
-def _check_compress_settings(args) -> None:
-    from .images import MAX_NETWORK_BATCH
-    if not 1 <= args.batch <= MAX_NETWORK_BATCH:
-        raise CLIError(f"--batch must be in 1..{MAX_NETWORK_BATCH}")
-    if not 1 <= args.quantbits <= 16:
-        raise CLIError("--quantbits must be in 1..16")
-    if args.lanes is not None and not 1 <= args.lanes <= 65536:
-        raise CLIError("--lanes must be in 1..65536")
-    if not 0 <= args.seed < (1 << 63):
-        raise CLIError("--seed must be in [0, 2**63)")
 
 
 def _check_not_special(path: Path) -> None:
@@ -75,20 +85,15 @@ def _check_not_special(path: Path) -> None:
                        "is never replaced)")
 
 
-def _check_device(args) -> None:
-    import torch
-    try:
-        dev = torch.device(args.device)
-    except (RuntimeError, ValueError):
-        raise CLIError(f"unknown --device {args.device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise CLIError(f"unsupported --device {args.device!r}")
-
-
-def _check_writable_file(path: Path) -> None:
+def _check_new_file(path: Path, force: bool) -> None:
+    """An output file: not special, and not there unless ``--force`` replaces it."""
     _check_not_special(path)
+    if not force and os.path.lexists(path):
+        raise CLIError(f"{path} exists (--force replaces it)")
+
+
+def _check_writable_file(path: Path, force: bool) -> None:
+    _check_new_file(path, force)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CLIError(f"cannot write {path}: directory {parent} does not exist")
@@ -96,36 +101,45 @@ def _check_writable_file(path: Path) -> None:
         raise CLIError(f"cannot write {path}: permission denied on {parent}")
 
 
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+# ----------------------------------------------------------------------------- compress
+
+def compress_output(inputs: list[str], output: str | None) -> Path:
+    """``-o``, or the single input's name with the suffix ``.bsw`` (``a.png`` -> ``a.bsw``,
+    beside it). Several inputs without ``-o`` are refused: which name to take is not obvious."""
+    if output is not None:
+        return Path(output)
+    if len(inputs) > 1:
+        raise CLIError(f"{len(inputs)} images go into one .bsw file: name it with -o")
+    return Path(inputs[0]).with_suffix(".bsw")
+
+
 def cmd_compress(args) -> int:
+    """``bitswap compress``: read the images exactly, code them into one .bsw file, summarise."""
+    from . import api
     from . import images as lib
 
-    out = Path(args.output)
-    _check_writable_file(out)
+    out = compress_output(args.images, args.output)
     if any(Path(p).resolve() == out.resolve() for p in args.images):
         raise CLIError(f"refusing to overwrite the input {out} with the compressed file")
-    _check_device(args)
-    _check_compress_settings(args)
+    _check_writable_file(out, args.force)
+    api.check_device(args.device)
     limits = _limits(args)
     t0 = time.perf_counter()
     srcs = [lib.read_image(p, limits) for p in args.images]
-    limits.check([s.size for s in srcs], [str(p) for p in args.images])
     if not args.quiet:
         for p, s in zip(args.images, srcs):
             if s.dropped:
                 print(f"bitswap: note: {p}: metadata not kept: {', '.join(s.dropped)} (samples, mode, palette, "
                       "transparency and ICC profile are)", file=sys.stderr)
-    try:
-        name = args.model or lib.choose_model_name({s.channels for s in srcs})
-    except lib.ModelError as exc:
-        raise CLIError(f"{exc} (--model PATH)") from None
-    model = lib.load_model(name, args.device)
-    res = lib.compress(srcs, model, model_name=getattr(model, "name", None) or Path(name).stem,
-                       bitswap=not args.bbans, quantbits=args.quantbits, strategy=args.bins,
-                       lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
-                       limits=limits, progress=not args.quiet and sys.stderr.isatty(),
-                       fallback=not args.model_only,
-                       inference=None if args.inference == "auto" else args.inference)
-    atomic_write_bytes(out, res.data)
+    res = api.encode_sources(srcs, model=args.model, model_only=args.model_only, bbans=args.bbans,
+                             quantbits=args.quantbits, bins=args.bins, lanes=args.lanes, batch=args.batch,
+                             seed=args.seed, device=args.device, limits=limits, progress=_progress(args),
+                             inference=None if args.inference == "auto" else args.inference)
+    atomic_write_bytes(out, res.data, replace=args.force)
     if not args.quiet:
         png = sum(lib.png_size(s) for s in srcs)
         planes = any(e.coding == 1 and e.method == 0 for e in res.container.header.images)
@@ -147,8 +161,11 @@ def _method_line(e) -> str:
     return f"stored as {METHODS[e.method]}" + (f" (bytes: {costs})" if costs else "")
 
 
+# --------------------------------------------------------------------------- decompress
+
 def _read_container(path: str):
-    from .container import Container
+    """(container, size) of a .bsw file, its header and ANS message checked."""
+    from .api import _container
     p = Path(path)
     try:
         if p.is_dir():
@@ -163,32 +180,57 @@ def _read_container(path: str):
     except OSError as exc:
         raise CLIError(f"{p}: cannot read it ({exc.strerror or exc})") from None
     try:
-        c = Container.from_bytes(data)
-        if c.model_coded:
-            c.message()           # the payload is checked too
-        return c, len(data)
+        return _container(data), len(data)
     except ValueError as exc:
         raise CLIError(f"{p}: {exc}") from None
 
 
+def decompress_outputs(file: str, names: list[str], output: str | None) -> tuple[Path, list[Path]]:
+    """(folder, one PNG path per image) for ``decompress``.
+
+    Without ``-o`` the output is named after the file, beside it: ``a.bsw`` -> ``a.png`` for
+    one image, the folder ``a/`` holding ``NAME.png`` per image for several (NAME: the
+    original file's stem, stored in the file). ``-o NAME.png`` (one image) is that file; any
+    other ``-o`` is a folder, created if needed, holding ``NAME.png`` per image."""
+    src = Path(file)
+    if output is None:
+        if len(names) == 1:
+            target = src.with_suffix(".png")
+            return target.parent, [target]
+        folder = src.with_suffix("")
+        if folder == src:
+            raise CLIError(f"{src} holds {len(names)} images and has no suffix to drop for a folder name: "
+                           "give the output folder with -o")
+    elif Path(output).suffix.lower() == ".png" and not Path(output).is_dir():
+        if len(names) > 1:
+            raise CLIError(f"{file} holds {len(names)} images: -o names a folder for them, not {output}")
+        target = Path(output)
+        return target.parent if str(target.parent) else Path("."), [target]
+    else:
+        folder = Path(output)
+    return folder, [folder / f"{n}.png" for n in names]
+
+
 def cmd_decompress(args) -> int:
-    from .images import MAX_NETWORK_BATCH, check_decodable
+    """``bitswap decompress``: decode a .bsw file, verify every image, write them as PNGs."""
+    from . import api
 
     t0 = time.perf_counter()
-    if not 1 <= args.network_batch <= MAX_NETWORK_BATCH:
-        raise CLIError(f"--network-batch must be in 1..{MAX_NETWORK_BATCH}")
     c, _ = _read_container(args.file)
     limits = _limits(args)
-    _check_device(args)
-    check_decodable(c, limits)
-    outdir = Path(args.output)
-    _check_output_folder(outdir)
-    for e in c.header.images:
-        _check_not_special(outdir / f"{e.name}.png")
-    written = _decode_into(args, c, limits, outdir)
+    folder, targets = decompress_outputs(args.file, [e.name for e in c.header.images], args.output)
+    _check_output_folder(folder)
+    for t in targets:
+        _check_new_file(t, args.force)
+    decoded = api.decode_sources(c, model=args.model, device=args.device, limits=limits,
+                                 network_batch=args.network_batch, progress=_progress(args), what=args.file,
+                                 allow_new_bins=args.allow_new_bins)
+    written = _write_pngs(decoded, folder, targets, args.force)
     if not args.quiet:
+        into_folder = len(written) > 1 or args.output is not None and targets[0] != Path(args.output)
+        where = f"into {folder}/" if into_folder else f"into {written[0]}"
         print(f"{args.file}: {len(written)} image{'s' if len(written) > 1 else ''} decoded and verified "
-              f"(pixel checksums match) into {outdir}/, {time.perf_counter() - t0:.1f} s")
+              f"(pixel checksums match) {where}, {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -207,23 +249,10 @@ def _check_output_folder(outdir: Path) -> None:
         raise CLIError(f"cannot write into {outdir}: permission denied on {probe}")
 
 
-def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
-    from . import images as lib
-    from .zoo import ModelError
+def _write_pngs(decoded, outdir: Path, targets: list[Path], force: bool) -> list[Path]:
+    """Write every decoded image as a PNG; on any failure remove what this run wrote."""
+    from .imageio import save_png
 
-    model = None
-    if c.model_coded:
-        name = args.model or c.header.model_name
-        try:
-            model = lib.load_model(name, args.device)
-        except ModelError as exc:
-            if args.model:
-                raise
-            raise ModelError(f"{args.file} was compressed with model {name!r}, which cannot be loaded here "
-                             f"({exc}); give its weights with --model PATH") from None
-    decoded = lib.decompress(c, model, device=args.device, limits=limits,
-                             progress=not args.quiet and sys.stderr.isatty(), allow_new_bins=args.allow_new_bins,
-                             network_batch=args.network_batch)
     # Folders are created only now, when the first decoded image is renamed into place.
     created = [] if outdir.is_dir() else [p for p in [outdir, *outdir.parents] if not p.exists()][::-1]
     written = []
@@ -234,9 +263,11 @@ def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
             raise CLIError(f"cannot write into {outdir}: not a directory") from None
         except OSError as exc:
             raise CLIError(f"cannot create {outdir}: {exc.strerror or exc}") from None
-        for entry, px in decoded:
-            path = outdir / f"{entry.name}.png"
-            atomic_write(path, lambda f, e=entry, px=px: lib.save_png(f, px, e.mode, e.extra, e.icc))
+        for src, path in zip(decoded, targets):
+            try:
+                atomic_write(path, lambda f, s=src: save_png(f, s.pixels, s.mode, s.extra, s.icc), replace=force)
+            except FileExistsError:
+                raise CLIError(f"{path} exists (--force replaces it)") from None
             written.append(path)
     except BaseException:
         for p in written:
@@ -253,27 +284,40 @@ def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
     return written
 
 
+# --------------------------------------------------------------------------------- info
+
 def cmd_info(args) -> int:
-    from .images import describe
+    """``bitswap info``: the file's version, then :class:`bitswap.FileInfo` as text."""
+    from .api import file_info
     c, n = _read_container(args.file)
     print(f"{args.file}: bitswap .bsw version {c.version}")
-    print(describe(c, n))
+    print(file_info(c, n))
     return 0
 
 
+# --------------------------------------------------------------------------------- main
+
 def build_parser() -> argparse.ArgumentParser:
-    from .discretization import DEFAULT_QUANTBITS, STRATEGIES
+    """The command line's parser, with the exit statuses in every --help."""
+    from .container import READ_VERSIONS, VERSION
     from .images import (DEFAULT_BATCH, DEFAULT_FILE_STRATEGY, DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_MEMORY_MB,
                          DEFAULT_MAX_TOTAL_MEGAPIXELS, DEFAULT_SEED, MAX_NETWORK_BATCH)
+    from .discretization import DEFAULT_QUANTBITS, STRATEGIES
 
+    epilog = "exit status:\n" + "\n".join(f"  {code:<4} {what}" for code, what in EXIT_CODES.items())
     ap = argparse.ArgumentParser(prog="bitswap", description="Lossless image compression with Bit-Swap "
-                                 "(hierarchical VAEs and bits-back ANS coding).")
+                                 "(hierarchical VAEs and bits-back ANS coding).", epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version",
+                    version=f"bitswap {__version__} (writes .bsw version {VERSION}, reads versions "
+                            f"{', '.join(map(str, READ_VERSIONS))})")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--model", default=None, help="shipped model name (bitswap.zoo) or a weights file .pt")
-        p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (decode on the same kind "
-                                                       "of device that compressed)")
+        p.add_argument("--model", default=None, help="shipped model name (python -m bitswap.zoo lists them) or a "
+                                                     "weights file .pt")
+        p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+        p.add_argument("-f", "--force", action="store_true", help="replace existing output files")
         p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
                        help="refuse images larger than this (memory limit)")
         p.add_argument("--max-total-megapixels", type=float, default=DEFAULT_MAX_TOTAL_MEGAPIXELS,
@@ -282,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MB decompress may allocate (estimated and checked before it does)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
-    c = sub.add_parser("compress", help="compress images into one .bsw file")
+    c = sub.add_parser("compress", help="compress images into one .bsw file", epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("images", nargs="+", help="image files (PNG or anything Pillow reads losslessly)")
-    c.add_argument("-o", "--output", required=True, help="the .bsw file to write")
+    c.add_argument("-o", "--output", default=None,
+                   help="the .bsw file to write (default, for one image: its name with .bsw, beside it)")
     common(c)
     c.add_argument("--bbans", action="store_true", help="BB-ANS instead of Bit-Swap")
     c.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
@@ -300,9 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="code every image with the model, even where PNG/WebP/JPEG XL lossless is smaller")
     c.set_defaults(func=cmd_compress)
 
-    d = sub.add_parser("decompress", help="decode a .bsw file into PNG images")
+    d = sub.add_parser("decompress", help="decode a .bsw file into PNG images", epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("file")
-    d.add_argument("-o", "--output", default=".", help="output folder (created if needed)")
+    d.add_argument("-o", "--output", default=None,
+                   help="output folder (created if needed), or NAME.png for a file of one image (default: "
+                        "FILE's name with .png for one image, FILE's name without .bsw as a folder for several)")
     common(d)
     d.add_argument("--allow-new-bins", action="store_true",
                    help="compute latent bins that are neither shipped nor cached (minutes, memory)")
@@ -311,30 +360,52 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same; smaller uses less memory)")
     d.set_defaults(func=cmd_decompress)
 
-    i = sub.add_parser("info", help="describe a .bsw file")
+    i = sub.add_parser("info", help="describe a .bsw file", epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     i.add_argument("file")
     i.set_defaults(func=cmd_info)
     return ap
 
 
+def _message(exc: BaseException) -> str:
+    """The one line printed for an error: the library's message plus the flag that changes it."""
+    if isinstance(exc, OptionError):
+        return f"{_flag(exc.option)} {exc.detail}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (lower --batch or the megapixel limits)"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, LimitError) and exc.setting in LIMIT_FLAGS:
+        msg = f"{msg} ({LIMIT_FLAGS[exc.setting]})"
+    if isinstance(exc, ModelError):
+        msg = f"{msg} (--model NAME or PATH)"
+    return msg
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (:data:`EXIT_CODES`)."""
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        try:
+            status = args.func(args)
+        except (CLIError, ValueError, OverflowError, OSError, MemoryError, RuntimeError) as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            print(f"bitswap: error: {' '.join(_message(exc).split())}", file=sys.stderr)
+            return 2
+        sys.stdout.flush()                 # a closed pipe shows here, inside the try
+        return status
     except KeyboardInterrupt:
         print("bitswap: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, OverflowError, OSError, MemoryError, RuntimeError) as exc:
-        msg = str(exc) or type(exc).__name__
-        setting = getattr(exc, "setting", None)
-        if setting in LIMIT_FLAGS:
-            msg = f"{msg} ({LIMIT_FLAGS[setting]})"
-        if isinstance(exc, OSError) and exc.filename is not None:
-            msg = f"{exc.filename}: {exc.strerror or exc}"
-        if isinstance(exc, MemoryError):
-            msg = "out of memory (lower --batch or the megapixel limits)"
-        print(f"bitswap: error: {' '.join(msg.split())}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        # The reader went away (``bitswap info x.bsw | head -1``): stop quietly. Python flushes
+        # stdout again at exit, so point it at devnull first (Python's documentation, "Note on
+        # SIGPIPE" in the signal module).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

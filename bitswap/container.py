@@ -69,6 +69,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .errors import FormatError
+
 MAGIC = b"\x89BSW\r\n\x1a\n"
 VERSION = 3
 READ_VERSIONS = (1, 2, 3)
@@ -116,8 +118,8 @@ _IMAGE = struct.Struct("<IIBBI")
 _NAME_RE = re.compile(r"^[^/\\\x00-\x1f]+$")
 
 
-class ContainerError(ValueError):
-    """A .bsw file that is truncated, corrupt, foreign or inconsistent."""
+# A .bsw file that is truncated, corrupt, foreign or inconsistent: bitswap.FormatError.
+ContainerError = FormatError
 
 
 def pixel_checksum(mode: str, width: int, height: int, pixels: bytes, extra: bytes = b"") -> int:

@@ -91,7 +91,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], replace: bool = True) -> None:
     """Write a file through ``write(fileobj)`` (a binary file open for writing) atomically.
 
     The content goes to a temporary file beside ``path``, is flushed and fsync'ed, then renamed
@@ -99,9 +99,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     included), the temporary file is removed and ``path`` is untouched. An OSError raised here
     names ``path``; an existing ``path`` that is not a regular file raises
     :class:`NotARegularFileError` and is left as it is. The folder must exist.
+
+    ``replace=False`` never replaces an existing file (``FileExistsError``, even when one
+    appears while writing): the temporary file is published with a hard link, which fails
+    when the name is taken (where the file system has no hard links: checked, then renamed).
     """
     path = Path(path)
     check_target(path)
+    if not replace and os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, "exists", os.fspath(path))
     while True:
         tmp = temporary_path(path)
         try:
@@ -124,10 +130,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
                 raise
             raise _named(exc, path, "cannot write it") from exc
         check_target(path)                       # it may have changed while we wrote
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise _named(exc, path, "cannot rename the temporary file over it") from exc
+        if not replace and _link(tmp, path):
+            os.unlink(tmp)
+        else:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise _named(exc, path, "cannot rename the temporary file over it") from exc
     except BaseException:
         try:
             os.unlink(tmp)
@@ -137,9 +146,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     _fsync_folder(path.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def _link(tmp: Path, path: Path) -> bool:
+    """Publish ``tmp`` as ``path`` unless that name exists (FileExistsError); False where the
+    file system cannot make hard links (then the caller renames, after its own check)."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "exists", os.fspath(path)) from None
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "exists", os.fspath(path)) from None
+            return False
+        raise _named(exc, path, "cannot link the temporary file to it") from exc
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, replace: bool = True) -> None:
     """:func:`atomic_write` of ``data``."""
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), replace)
 
 
 def _pid_alive(pid: int) -> bool:

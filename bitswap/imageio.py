@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .container import WIDE_MODES, pixel_checksum_v3
+from .container import MAX_SIDE, WIDE_MODES, pixel_checksum_v3
+from .errors import ImageError  # an input that is unreadable, not an image, in an unsupported mode or too large
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG chunks restored exactly (IHDR/PLTE/IDAT/IEND are the image itself).
@@ -34,10 +35,6 @@ _PNG_KEPT = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"iCCP"}
 _INFO_ENCODING = {"icc_profile", "transparency", "compression", "interlace", "progression",
                   "progressive", "jfif", "jfif_version", "jfif_unit", "jfif_density", "loop",
                   "duration", "background", "version", "extension", "dpi_unit"}
-
-
-class ImageError(ValueError):
-    """An input that is unreadable, not an image, in an unsupported mode or too large."""
 
 
 @dataclass
@@ -424,3 +421,94 @@ def save_png(f, pixels: np.ndarray, mode: str, extra: bytes = b"", icc: bytes = 
         key = struct.unpack(f">{len(extra) // 2}H", extra)
         opts["transparency"] = key[0] if mode == "L" else key
     img.save(f, format="PNG", **opts)
+
+
+# ------------------------------------------------------------ arrays and Pillow images
+
+def from_array(a, name: str = "") -> SourceImage:
+    """The :class:`SourceImage` of a numpy array, or :class:`ImageError` for one that cannot
+    be decoded back to the same dtype and shape: uint8 or uint16, H x W (grey) or H x W x 3
+    (RGB); uint8 H x W x 2 or H x W x 4 whose last channel is a fully opaque alpha (255);
+    bool H x W (bilevel). Grey is H x W only: an H x W x 1 array would come back H x W."""
+    a = np.asarray(a)
+    what = name or "the image"
+    if a.ndim not in (2, 3) or a.size == 0 or any(s > MAX_SIDE for s in a.shape[:2]):
+        raise ImageError(f"{what}: an image array is H x W or H x W x C with 1 <= H, W <= {MAX_SIDE}, "
+                         f"not of shape {a.shape}")
+    channels = a.shape[2] if a.ndim == 3 else 0
+    if a.dtype == np.bool_ and a.ndim == 2:
+        return SourceImage(np.where(a, 255, 0).astype(np.uint8)[None], "1", name=name)
+    if a.dtype == np.uint16 and channels in (0, 3):
+        return SourceImage(split16(a.reshape(a.shape[0], a.shape[1], -1)), "I;16" if not channels else "RGB;16",
+                           name=name)
+    if a.dtype == np.uint8 and channels in (0, 2, 3, 4):
+        if channels in (2, 4) and not (a[..., -1] == 255).all():
+            raise ImageError(f"{what}: the alpha channel is translucent, which is not supported (only a fully "
+                             "opaque alpha, 255 everywhere, is kept)")
+        mode = {0: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+        planes = a[None] if not channels else a[..., :3 if channels > 2 else 1].transpose(2, 0, 1)
+        return SourceImage(planes, mode, name=name)
+    raise ImageError(f"{what}: unsupported array of {a.dtype} and shape {a.shape}; bitswap keeps uint8 or uint16 "
+                     "H x W (grey) and H x W x 3 (RGB), uint8 H x W x 2 or x 4 with an opaque alpha, bool H x W")
+
+
+def from_pil(im, name: str = "") -> SourceImage:
+    """The :class:`SourceImage` of a Pillow image, with the ``icc_profile`` and the
+    ``transparency`` colour key of its ``info``; :class:`ImageError` for a mode or a
+    palette that cannot be restored exactly (see :func:`read_image`)."""
+    where = name or "the image"
+    info = getattr(im, "info", {}) or {}
+    if im.mode in ("I;16", "I;16L", "I;16B"):
+        src = SourceImage(split16(np.asarray(im).astype(np.uint16)[..., None]), "I;16", name=name)
+    elif im.mode in ("L", "RGB", "1", "LA", "RGBA", "P"):
+        im.load()
+        src = _to_source(im, where)
+        src.name = name
+        _check_restores(src, im, where)
+    else:
+        raise ImageError(f"{where}: unsupported image mode {im.mode!r}; supported: L, RGB, 1, P (palette), "
+                         "LA/RGBA with opaque alpha, I;16 (16-bit grey)")
+    key = info.get("transparency")
+    if key is not None and src.mode in ("L", "RGB", "I;16"):
+        values = (key,) if isinstance(key, int) else tuple(key) if isinstance(key, tuple) else None
+        top = 65535 if src.mode == "I;16" else 255
+        if values is None or len(values) != src.channels or not all(isinstance(v, int) and 0 <= v <= top
+                                                                    for v in values):
+            raise ImageError(f"{where}: transparency {key!r} is not a colour key of a mode-{src.mode} image")
+        src.extra = struct.pack(f">{len(values)}H", *values)
+    elif key is not None:
+        raise ImageError(f"{where}: transparency on a mode-{src.mode} image is not supported (a colour key on L, "
+                         "RGB and I;16 images is)")
+    src.icc = bytes(info.get("icc_profile") or b"")
+    return src
+
+
+def to_array(src: SourceImage) -> np.ndarray:
+    """The pixels of ``src`` as :func:`from_array` takes them (and as ``numpy.asarray`` gives
+    them for a Pillow image of its mode): uint16 for 16-bit modes, bool for mode 1, palette
+    indices for P, the opaque alpha channel included for LA and RGBA; H x W for one channel."""
+    if src.wide:
+        a = join16(src.pixels)
+        return a[..., 0] if a.shape[2] == 1 else a
+    return np.asarray(restore_image(src.pixels, src.mode, src.extra))
+
+
+def pil_info(src: SourceImage) -> dict:
+    """What Pillow keeps in ``Image.info`` for ``src``: ``icc_profile`` and the PNG-style
+    ``transparency`` key (an int for grey, a tuple for RGB)."""
+    info = {}
+    if src.icc:
+        info["icc_profile"] = bytes(src.icc)
+    key = transparency_key(src.mode, src.extra)
+    if key is not None:
+        info["transparency"] = key
+    return info
+
+
+def transparency_key(mode: str, extra: bytes) -> int | tuple[int, ...] | None:
+    """The colour key that ``extra`` holds for a grey or RGB image (2 or 6 bytes, big-endian,
+    as in a PNG tRNS chunk) as Pillow gives it: an int for grey, a tuple for RGB."""
+    if not extra or mode == "P":
+        return None
+    key = struct.unpack(f">{len(extra) // 2}H", extra)
+    return key[0] if len(key) == 1 else key

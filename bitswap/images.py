@@ -37,10 +37,11 @@ import numpy as np
 
 from . import classical, imageio
 from . import container as fmt
-from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, METHODS, Container,
+from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, Container,
                         ContainerError, Header, ImageEntry, pixel_checksum, pixel_checksum_v3)
 from .data import tile_image, untile_image
 from .discretization import DEFAULT_QUANTBITS, weights_hash
+from .errors import ChecksumError, LimitError, OptionError
 from .imageio import ImageError, SourceImage, _to_source, file_samples, restore_image, save_png  # noqa: F401
 from .zoo import ModelError
 
@@ -70,17 +71,10 @@ PREFERRED = {
 DEFAULT_FILE_STRATEGY = "uniform"
 
 
-class ChecksumMismatchError(ValueError):
-    """Decoding produced pixels that differ from the original."""
-
-
-class LimitError(ImageError):
-    """A file or image over a configurable limit; ``setting`` names the limit
-    (``max_megapixels``, ``max_total_megapixels``, ``max_memory``, ``allow_new_bins``)."""
-
-    def __init__(self, message: str, setting: str):
-        super().__init__(message)
-        self.setting = setting
+# Decoding produced pixels that differ from the original: bitswap.ChecksumError.
+ChecksumMismatchError = ChecksumError
+# LimitError (bitswap.LimitError): a file or image over a configurable limit; ``setting`` names
+# the limit (``max_megapixels``, ``max_total_megapixels``, ``max_memory``, ``allow_new_bins``).
 
 
 CHECKSUM_MESSAGE = ("decoded pixels differ from the original (checksum mismatch): the model computed "
@@ -100,7 +94,7 @@ class Limits:
         for name in ("max_megapixels", "max_total_megapixels", "max_memory_mb"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"the limit {name} must be a finite positive number, not {v!r}")
+                raise OptionError(name.removesuffix("_mb"), f"must be a finite positive number, not {v!r}")
 
     def check(self, sizes: list[tuple[int, int]], names: list[str] | None = None) -> None:
         total = 0
@@ -289,16 +283,17 @@ class Result:
 
 
 def _check_settings(batch, quantbits, precision, strategy, seed, lanes) -> None:
+    """OptionError (named as in bitswap.encode and the command line) for a setting out of range."""
     if not 1 <= batch <= MAX_NETWORK_BATCH:
-        raise ValueError(f"batch must be in 1..{MAX_NETWORK_BATCH}")
+        raise OptionError("batch", f"must be in 1..{MAX_NETWORK_BATCH}")
     if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
-        raise ValueError("quantbits must be in 1..16 and below the ANS precision (at most 31)")
+        raise OptionError("quantbits", "must be in 1..16 and below the ANS precision (at most 31)")
     if strategy not in fmt.STRATEGY_CODES:
-        raise ValueError(f"unknown bins strategy {strategy!r}")
+        raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.STRATEGY_CODES))}, not {strategy!r}")
     if not 0 <= seed < (1 << 63):
-        raise ValueError("seed must be in [0, 2**63)")
+        raise OptionError("seed", "must be in [0, 2**63)")
     if not 1 <= lanes <= fmt.MAX_LANES:
-        raise ValueError(f"lanes must be in 1..{fmt.MAX_LANES}")
+        raise OptionError("lanes", f"must be in 1..{fmt.MAX_LANES}")
 
 
 def _model_pass(coder, seed: int, patches: np.ndarray, owner: np.ndarray, count: int, batch: int,
@@ -602,33 +597,7 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
 
 
 def describe(c: Container, nbytes: int | None = None) -> str:
-    """A human-readable summary of a container (``bitswap info``)."""
-    h = c.header
-    sub = sum(e.width * e.height * e.channels for e in h.images)
-    payload = (f"{len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits from the seed "
-               "are part of it)") if c.payload else "no ANS message (no image is coded by the model)"
-    lines = [
-        f"model        {h.model_name} ({'exact network digest' if h.inference == fmt.INFERENCE_EXACT else 'weights sha256'} "
-        f"{h.model_hash.hex()[:16]}..., {h.model_channels} channel"
-        f"{'s' if h.model_channels > 1 else ''}, nz={h.nz})",
-        f"coder        {'Bit-Swap' if h.bitswap else 'BB-ANS'}, {h.quantbits}-bit latent bins ({h.strategy}, "
-        f"digest {h.bins_digest.hex()[:16]}...), ANS precision {h.precision}, {h.lanes} lanes, "
-        f"batches of {h.batch} patches, initial-bits seed {h.seed}",
-    ]
-    if c.version >= 3:
-        lines.append(f"inference    {h.inference}: {fmt.INFERENCE_NAMES[h.inference]}")
-    lines += [f"payload      {payload}", f"images       {len(h.images)}, {sub} sub-pixels"]
-    for e in h.images:
-        extra = f", palette of {(len(e.extra) - 1) // e.extra[0]}" if e.mode == "P" else ""
-        if e.extra and e.mode != "P":
-            extra = f", transparency key {e.extra.hex()}"
-        if e.icc:
-            extra += f", ICC profile of {len(e.icc)} bytes"
-        how = (f"coded {fmt.CODINGS[e.coding]}" if e.method == METHOD_MODEL
-               else f"stored as {METHODS[e.method]} ({e.blob_length} bytes)")
-        lines.append(f"  {e.name}: {e.width}x{e.height} {e.mode}{extra}, {how}, pixel crc32 {e.checksum:08x}")
-        if e.costs:
-            lines.append("      would cost: " + ", ".join(f"{METHODS[m]} {b} bytes" for m, b in sorted(e.costs.items())))
-    if nbytes is not None:
-        lines.append(f"size         {nbytes} bytes, {8 * nbytes / sub:.4f} bits per sub-pixel")
-    return "\n".join(lines)
+    """A human-readable summary of a container: what ``bitswap info`` prints, the text of
+    :class:`bitswap.api.FileInfo` (``bitswap.info`` gives the same as data)."""
+    from .api import file_info
+    return str(file_info(c, nbytes))

@@ -1,4 +1,4 @@
-"""Latent bins as integers, shipped with each model (issue 12, item 3).
+"""Latent bins as integers, shipped with each model.
 
 The float bins (:class:`bitswap.discretization.LatentBins`) come from sampling the model
 and float arithmetic, so two machines may compute different ones. Files need bins that

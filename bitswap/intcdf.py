@@ -1,5 +1,5 @@
 """A logistic CDF in integer arithmetic only: what the rANS stack sees must not depend on
-float exp/log, whose last bits differ between numpy builds and CPUs (issue 12).
+float exp/log, whose last bits differ between numpy builds and CPUs.
 
 Fixed point
 -----------

@@ -1,4 +1,4 @@
-"""Integer-table codecs: the exact path's latent and pixel codecs (issue 12).
+"""Integer-table codecs: the exact path's latent and pixel codecs.
 
 They code what :class:`bitswap.codecs.LogisticBins` and
 :class:`bitswap.codecs.DiscretizedLogistic` code, from fixed-point parameters (int64 on the

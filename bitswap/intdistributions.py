@@ -1,4 +1,4 @@
-"""The integer-table families for the coder's model protocol (issue 12).
+"""The integer-table families for the coder's model protocol.
 
 A model on the exact path (:mod:`bitswap.latent_models`' protocol) returns these from
 ``posterior``, ``likelihood`` and ``prior`` instead of the float families of

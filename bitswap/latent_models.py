@@ -98,7 +98,7 @@ class LogisticHierarchy:
 
 
 class ExactHierarchy:
-    """The coder's model protocol on the exact path (portable files, issue 12): the integer
+    """The coder's model protocol on the exact path (portable files): the integer
     network :class:`bitswap.exact.ExactNetwork` over the integer bins
     :class:`bitswap.intbins.IntLatentBins`, coded with the integer-table families of
     :mod:`bitswap.intdistributions`. Every number that decides a probability is an integer

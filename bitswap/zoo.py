@@ -25,14 +25,12 @@ import sys
 from pathlib import Path
 
 from .data import file_digest
+from .errors import ModelError  # noqa: F401  (a model that is unknown, missing, corrupt or inconsistent)
 from .fileio import atomic_write, atomic_write_bytes
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "models"
 MANIFEST = ASSETS / "manifest.json"
 
-
-class ModelError(ValueError):
-    """A model that is unknown, missing, corrupt or inconsistent."""
 
 
 def _sha256(path: Path) -> str:

@@ -277,7 +277,7 @@ def test_fuzz_decompress_header_with_valid_crc(env, bsw, capsys, tmp_path, pos, 
     assert not out.exists() or {p.name for p in out.iterdir()} <= {"g.png", "c.png"}
 
 
-# ------------------------------------------------------------------ exact inputs (issue 16)
+# -------------------------------------------------------------------------- exact inputs
 
 def _chunks(path: Path) -> dict:
     from bitswap.imageio import _png_chunks
@@ -401,7 +401,7 @@ def test_fallback_choice_is_reported(env, capsys, tmp_path):
     assert same_image(env["g"], tmp_path / "d" / "g.png")
 
 
-# ----------------------------------------------------------------------- outputs (issue 16)
+# ------------------------------------------------------------------------------- outputs
 
 def _special_outputs(tmp_path: Path) -> list[Path]:
     os.mkfifo(tmp_path / "fifo")
@@ -432,7 +432,7 @@ def test_limits_must_be_finite(env, bsw, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-# ------------------------------------------------------------------ hostile files (issue 15)
+# ------------------------------------------------------------------------- hostile files
 
 _MEASURED = ("import resource, sys\nfrom bitswap.__main__ import main\nrc = main(sys.argv[1:])\n"
              "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)")
@@ -480,6 +480,7 @@ def test_hostile_huge_images_stop_when_the_message_ends(env, bsw, tmp_path, vers
         _assert_refused(f, "ANS message ends before the images", tmp_path / "o", "--model", env["grey"])
 
 
+@pytest.mark.slow
 def test_hostile_sizes_over_the_limits(env, bsw, tmp_path):
     for sizes, needle in (([(1 << 20, 1 << 20)], "megapixels"), ([(10001, 10000)], "--max-megapixels")):
         _assert_refused(_write(tmp_path / "f.bsw", _crafted(bsw, 3, sizes)), needle, tmp_path / "o",
@@ -488,6 +489,7 @@ def test_hostile_sizes_over_the_limits(env, bsw, tmp_path):
                     tmp_path / "o", "--model", env["grey"], "--max-memory", "0.001")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist-nz8", "cifar10-nz8"])
 def test_hostile_bins_are_never_computed_unasked(env, tmp_path, name):
     """quantbits 16 for a shipped model: new bins are refused (12.8 GB and 2 min before), and
@@ -533,6 +535,7 @@ def fuzz_files(env):
     return fuzz, *fuzz.build(0)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.integers(0, 4), st.integers(0, 2 ** 32 - 1))
@@ -565,3 +568,79 @@ def test_version_2_files_still_decode_through_the_cli(env, capsys, tmp_path):
     assert rc == 0, err
     for n in ("i16", "pal", "g"):
         assert same_image(tmp_path / f"{n}.png", tmp_path / "dec" / f"{n}.png"), n
+
+
+# ---------------------------------------------------------------- conventions of gzip and cjxl
+
+def test_outputs_are_named_after_the_input(env, capsys, tmp_path):
+    """compress a.png -> a.bsw beside it; decompress a.bsw -> a.png (one image) or the folder
+    a/ (several); -o NAME.png for one image; several inputs need -o."""
+    import shutil
+    m = ("--model", env["grey"], "-q")
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in ("g", "c"):
+        shutil.copy(env[k], src / f"{k}.png")
+    assert run(capsys, "compress", src / "g.png", *m)[0] == 0
+    assert (src / "g.bsw").is_file()
+    fail(capsys, "2 images go into one .bsw file: name it with -o", "compress", src / "g.png", src / "c.png", *m)
+    assert run(capsys, "compress", src / "g.png", src / "c.png", "-o", tmp_path / "two.bsw", *m)[0] == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.move(src / "g.bsw", out / "g.bsw")
+    rc, stdout, err = run(capsys, "decompress", out / "g.bsw", "--model", env["grey"])
+    assert rc == 0 and f"into {out / 'g.png'}" in stdout, err
+    assert same_image(env["g"], out / "g.png")
+    assert run(capsys, "decompress", tmp_path / "two.bsw", *m)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["c.png", "g.png"]
+    assert same_image(env["c"], tmp_path / "two" / "c.png")
+    assert run(capsys, "decompress", out / "g.bsw", "-o", tmp_path / "named.png", *m)[0] == 0
+    assert same_image(env["g"], tmp_path / "named.png")
+    fail(capsys, "holds 2 images: -o names a folder for them", "decompress", tmp_path / "two.bsw", "-o",
+         tmp_path / "x.png", *m)
+    rc, stdout, _ = run(capsys, "decompress", tmp_path / "two.bsw", "-o", tmp_path / "dir", "--model", env["grey"])
+    assert rc == 0 and f"into {tmp_path / 'dir'}/" in stdout
+
+
+def test_nothing_is_replaced_without_force(env, capsys, tmp_path):
+    m = ("--model", env["grey"], "-q")
+    bsw, dec = tmp_path / "g.bsw", tmp_path / "dec"
+    bsw.write_bytes(b"precious")
+    line = fail(capsys, "exists (--force replaces it)", "compress", env["g"], "-o", bsw, *m)
+    assert str(bsw) in line and bsw.read_bytes() == b"precious"
+    assert run(capsys, "compress", env["g"], "-o", bsw, "--force", *m)[0] == 0
+    assert bsw.read_bytes().startswith(b"\x89BSW")
+    dec.mkdir()
+    (dec / "g.png").write_bytes(b"precious")
+    fail(capsys, "exists (--force replaces it)", "decompress", bsw, "-o", dec, *m)
+    assert (dec / "g.png").read_bytes() == b"precious"
+    assert run(capsys, "decompress", bsw, "-o", dec, "-f", *m)[0] == 0
+    assert same_image(env["g"], dec / "g.png")
+
+
+def test_version_and_exit_codes_in_help(capsys):
+    from bitswap import __version__
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith(f"bitswap {__version__} ")
+    for argv in ([], ["compress"], ["decompress"], ["info"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        text = capsys.readouterr().out
+        assert "exit status:" in text and all(f"  {code} " in text for code in (0, 1, 2, 130)), argv
+    with pytest.raises(SystemExit) as done:
+        main(["compress"])                          # a usage error: argparse's status 2
+    assert done.value.code == 2
+
+
+def test_a_closed_pipe_ends_quietly(bsw):
+    """``bitswap info x.bsw | head -1`` with the reader gone: no "Broken pipe" message, the
+    status Python's documentation gives for it (1)."""
+    r, w = os.pipe()
+    os.close(r)                                     # the reader is gone before anything is written
+    try:
+        p = subprocess.run([sys.executable, "-m", "bitswap", "info", str(bsw)], stdout=w, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    finally:
+        os.close(w)
+    assert p.returncode == 1 and p.stderr == "", p.stderr

@@ -82,6 +82,7 @@ def test_round_trip_every_bin_strategy(strategy, bitswap, mnist):
     dec.check_initial()
 
 
+@pytest.mark.slow
 def test_adaptive_bins_cut_initial_bits_of_a_trained_model(mnist):
     """The shipped mnist-nz2 model: bins sized to the posterior pop fewer bits for the first
     image than the paper's 10-bit equal-width bins, at the same net rate."""

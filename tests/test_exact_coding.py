@@ -23,6 +23,7 @@ def hierarchy():
     return ExactHierarchy(zoo.exact_network("mnist-nz8"), intbins.shipped("mnist-nz8"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bitswap", [True, False])
 def test_exact_round_trip(hierarchy, bitswap, mnist_test):
     x = mnist_test[:3]
@@ -36,6 +37,7 @@ def test_exact_round_trip(hierarchy, bitswap, mnist_test):
     msg.check_initial()
 
 
+@pytest.mark.slow
 def test_exact_parameters_independent_of_batching(hierarchy, mnist_test):
     """An image's parameters are the same integers alone, in a batch of two or of five (the
     float network needed a batch-of-one special case and still differs between batch sizes)."""

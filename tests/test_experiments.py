@@ -61,6 +61,7 @@ def test_run_experiments_accounts_exactly(tmp_path):
     assert abs(s["gap"]) < 0.5
 
 
+@pytest.mark.slow
 def test_compress_cli_with_a_model_file(tmp_path, capsys):
     path = tmp_path / "tiny.pt"
     save_model(tiny(), path)
