@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .fileio import atomic_write, atomic_write_bytes
+from .fileio import atomic_write, atomic_write_bytes, fsync_folder
 
 MAX_FILE_BYTES = 1 << 34       # a .bsw larger than this is refused before reading it
 
@@ -236,8 +236,10 @@ def _decode_into(args, c, limits, outdir: Path) -> list[Path]:
             raise CLIError(f"cannot create {outdir}: {exc.strerror or exc}") from None
         for entry, px in decoded:
             path = outdir / f"{entry.name}.png"
-            atomic_write(path, lambda f, e=entry, px=px: lib.save_png(f, px, e.mode, e.extra, e.icc))
+            atomic_write(path, lambda f, e=entry, px=px: lib.save_png(f, px, e.mode, e.extra, e.icc),
+                         sync_folder=False)
             written.append(path)
+        fsync_folder(outdir)          # once for all the renames, not once per image
     except BaseException:
         for p in written:
             try:

@@ -563,8 +563,8 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         except ValueError:
             raise ChecksumMismatchError(CHECKSUM_MESSAGE + " [the ANS stream did not return to its initial "
                                         "state]") from None
-    out, pos = [], 0
-    for e in h.images:
+    out, pos, blobs = [], 0, c.classical_blobs()
+    for k, e in enumerate(h.images):
         if e.method == METHOD_MODEL:
             n = _patch_count(e, h.model_channels)
             units = _unit_count(e, h.model_channels)
@@ -577,7 +577,7 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
                 px = px[::3]
         else:
             try:
-                px = classical.decode(e.method, c.blob(e), e.mode, e.width, e.height, e.planes)
+                px = classical.decode(e.method, blobs[k], e.mode, e.width, e.height, e.planes)
             except ImageError as exc:
                 raise ContainerError(f"corrupt .bsw file ({e.name}: {exc})") from None
         px = np.ascontiguousarray(px)

@@ -565,3 +565,18 @@ def test_version_2_files_still_decode_through_the_cli(env, capsys, tmp_path):
     assert rc == 0, err
     for n in ("i16", "pal", "g"):
         assert same_image(tmp_path / f"{n}.png", tmp_path / "dec" / f"{n}.png"), n
+
+
+def test_decompress_of_many_images_syncs_the_folder_once(tmp_path, monkeypatch, capsys):
+    """Each decoded file is fsync'ed before its rename, the output folder once for all of them
+    (once per image made 65,536 images take minutes of fsyncs)."""
+    spec = importlib.util.spec_from_file_location("bench_many_images", ROOT / "benchmarks" / "bench_many_images.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bsw = _write(tmp_path / "many.bsw", mod.many_images_file(40))
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    rc, _, err = run(capsys, "decompress", bsw, "-o", tmp_path / "out", "-q")
+    assert rc == 0, err
+    assert len(list((tmp_path / "out").iterdir())) == 40 and len(synced) == 40 + 1

@@ -342,3 +342,57 @@ def test_golden_files(bsw):
         want = lib.read_image(bsw.with_suffix("") / f"{e.name}.png")
         assert (e.mode, e.extra, e.icc) == (want.mode, want.extra, want.icc)
         np.testing.assert_array_equal(px, want.pixels)
+
+
+# --------------------------------------------------------------- files of many tiny images
+
+def _many_images_file(n: int) -> bytes:
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_many_images.py"
+    spec = importlib.util.spec_from_file_location("bench_many_images", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.many_images_file(n)
+
+
+def _python_calls(fn) -> int:
+    """Python-level calls (and returns) made while ``fn()`` runs: a count of work, not of time."""
+    import sys
+    count = 0
+
+    def profile(frame, event, arg):
+        nonlocal count
+        count += 1
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_many_classical_images_take_linear_work(monkeypatch):
+    """Reading, describing and decoding a file of n classically stored 1x1 images costs the same
+    work per image for n and 2n images (a lookup among all images per image made 65,536 of them
+    take 17 minutes), and no image entry is ever compared with another."""
+    from bitswap.container import ImageEntry
+    eq_calls = 0
+    real_eq = ImageEntry.__eq__
+
+    def counted_eq(self, other):
+        nonlocal eq_calls
+        eq_calls += 1
+        return real_eq(self, other)
+    monkeypatch.setattr(ImageEntry, "__eq__", counted_eq)
+
+    def work(data):
+        c = Container.from_bytes(data)
+        lib.describe(c, len(data))
+        out = lib.decompress(c, None)
+        assert len(out) == len(c.header.images)
+
+    small, large = _many_images_file(300), _many_images_file(600)
+    work(small)                                     # imports and caches outside the count
+    calls = [_python_calls(lambda d=d: work(d)) for d in (small, large)]
+    assert calls[1] < 2.1 * calls[0], calls
+    assert eq_calls == 0
