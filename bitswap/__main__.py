@@ -175,7 +175,7 @@ def cmd_decompress(args) -> int:
     from .images import MAX_NETWORK_BATCH, check_decodable
 
     t0 = time.perf_counter()
-    if not 1 <= args.network_batch <= MAX_NETWORK_BATCH:
+    if args.network_batch is not None and not 1 <= args.network_batch <= MAX_NETWORK_BATCH:
         raise CLIError(f"--network-batch must be in 1..{MAX_NETWORK_BATCH}")
     c, _ = _read_container(args.file)
     limits = _limits(args)
@@ -308,9 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("--allow-new-bins", action="store_true",
                    help="compute latent bins that are neither shipped nor cached (minutes, memory)")
-    d.add_argument("--network-batch", type=int, default=MAX_NETWORK_BATCH,
-                   help="exact-network files: patches per network call while decoding (any value decodes "
-                        "the same; smaller uses less memory)")
+    d.add_argument("--network-batch", type=int, default=None,
+                   help=f"exact-network files: patches per network call while decoding, 1..{MAX_NETWORK_BATCH} "
+                        "(any value decodes the same; smaller uses less memory; default: the largest that fits "
+                        "in --max-memory)")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="describe a .bsw file")

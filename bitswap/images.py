@@ -83,8 +83,65 @@ class LimitError(ImageError):
         self.setting = setting
 
 
-CHECKSUM_MESSAGE = ("decoded pixels differ from the original (checksum mismatch): the model computed "
-                    "different probabilities here than when compressing (different hardware/software?)")
+def checksum_message(inference: int) -> str:
+    """Why the pixels of a model-coded image can differ from the original. The float32 network
+    may compute other probabilities on other hardware or software; the exact integer network
+    computes the same ones everywhere, so there the file itself is damaged."""
+    if inference == fmt.INFERENCE_EXACT:
+        return ("decoded pixels differ from the original (checksum mismatch): the file is corrupt (its exact "
+                "integer network computes the same probabilities on every machine)")
+    return ("decoded pixels differ from the original (checksum mismatch): the model computed different "
+            "probabilities here than when compressing (different hardware/software?)")
+
+
+# The pixel likelihood codes 256 values: the ANS precision must give each its own frequency.
+MIN_PRECISION = 8
+
+
+def precision_problem(precision: int, quantbits: int, inference: int) -> str | None:
+    """Why ``precision`` cannot code a file with ``quantbits``-bit latent bins in inference
+    mode ``inference`` (None if it can): every latent bin and each of the 256 pixel values
+    needs a frequency, and the exact network's integer codecs keep their products in int64
+    (:data:`bitswap.intcodecs.MAX_PRECISION`). compress refuses such a setting, decompress
+    calls such a file corrupt: nothing compress writes is refused by decompress."""
+    from .ans import MAX_PRECISION
+    from .intcodecs import MAX_PRECISION as INT_MAX_PRECISION
+    lo = max(quantbits + 1, MIN_PRECISION)
+    hi = INT_MAX_PRECISION if inference == fmt.INFERENCE_EXACT else MAX_PRECISION
+    if lo <= precision <= hi:
+        return None
+    return (f"ANS precision {precision} outside {lo}..{hi} for {quantbits}-bit latent bins and the "
+            f"{'exact integer' if inference == fmt.INFERENCE_EXACT else 'float32'} network")
+
+
+def check_coding_fields(h: Header, bins_settings: tuple[int, str] | None = None) -> None:
+    """ContainerError unless the coder fields of a file with model-coded images agree with what
+    decodes it: its ANS precision (:func:`precision_problem`) and, given the (quantbits, strategy)
+    of the latent bins its bins digest names, its quantbits and bins strategy. A header that
+    disagrees with what decodes it is a corrupt file."""
+    problem = precision_problem(h.precision, h.quantbits, h.inference)
+    if problem:
+        raise ContainerError(f"corrupt .bsw file ({problem})")
+    if bins_settings is not None:
+        quantbits, strategy = bins_settings
+        if h.quantbits != quantbits:
+            raise ContainerError(f"corrupt .bsw file (quantbits: its header says {h.quantbits}-bit latent bins, its "
+                                 f"bins digest names the {quantbits}-bit bins it decodes with)")
+        if h.strategy != strategy:
+            raise ContainerError(f"corrupt .bsw file (bins strategy: its header says {h.strategy}, its bins digest "
+                                 f"names the {strategy} bins it decodes with)")
+
+
+def shipped_bins_settings(h: Header) -> tuple[int, str] | None:
+    """(quantbits, strategy) of the shipped integer latent bins whose digest an exact-network
+    file records (from their manifest: no model is loaded), or None when none is shipped here."""
+    from . import intbins
+    if h.inference != fmt.INFERENCE_EXACT:
+        return None
+    for entry in intbins.shipped_manifest().values():
+        if entry.get("digest") == h.bins_digest.hex() and "quantbits" in entry and "strategy" in entry:
+            return int(entry["quantbits"]), str(entry["strategy"])
+    return None
 
 
 @dataclass
@@ -247,9 +304,8 @@ def _patch_count(entry: ImageEntry, mchannels: int = 1) -> int:
     return n * _unit_count(entry, mchannels)
 
 
-def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
-    """The batches of the coding order: a ramp of growing batches up to ``batch`` patches,
-    then ``batch`` at a time (the last one smaller).
+def _batch_sizes(batch: int, version: int = fmt.VERSION):
+    """The sizes of the coding order's batches, without end: the ramp, then ``batch`` forever.
 
     Bits-back coding pops every latent of a batch before it can push anything, so a batch
     is paid for by the bits already on the message, and the first one by initial bits:
@@ -260,12 +316,33 @@ def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
     model on photographs p is about 1.6 n, and a Kodak image paid 905k initial bits (14% of
     the file). Versions 2 and 3 grow by one patch (1, 2, 3, ...), which keeps up once b > 2 p / n.
     """
-    out, a, size = [], 0, 1
-    while a < total:
+    size = 1
+    while True:
+        yield size
+        size = min(batch, 2 * size if version == 1 else size + 1)
+
+
+def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
+    """The batches of the coding order of ``total`` patches (see :func:`_batch_sizes`; the
+    last one smaller)."""
+    out, a = [], 0
+    for size in _batch_sizes(batch, version):
+        if a >= total:
+            return out
         out.append(slice(a, min(total, a + size)))
         a += size
-        size = min(batch, 2 * size if version == 1 else size + 1)
-    return out
+
+
+def _largest_batch(total: int, batch: int, version: int = fmt.VERSION) -> int:
+    """The most patches one batch of the coding order of ``total`` patches holds: what the
+    decoder codes at once (a file with few patches never reaches its header's ``batch``).
+    Walks the ramp only: once the sizes reach ``batch`` no later batch is larger."""
+    a, largest = 0, 0
+    for size in _batch_sizes(batch, version):
+        if a >= total or largest >= batch:
+            return largest
+        largest = max(largest, min(size, total - a))
+        a += size
 
 
 @dataclass
@@ -287,11 +364,13 @@ class Result:
         return self.bits / self.subpixels
 
 
-def _check_settings(batch, quantbits, precision, strategy, seed, lanes) -> None:
+def _check_settings(batch, quantbits, strategy, seed, lanes) -> None:
+    """The settings compress checks before coding (the ANS precision once the inference mode
+    and the bins are known: :func:`precision_problem`)."""
     if not 1 <= batch <= MAX_NETWORK_BATCH:
         raise ValueError(f"batch must be in 1..{MAX_NETWORK_BATCH}")
-    if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
-        raise ValueError("quantbits must be in 1..16 and below the ANS precision (at most 31)")
+    if not 1 <= quantbits <= 16:
+        raise ValueError("quantbits must be in 1..16")
     if strategy not in fmt.STRATEGY_CODES:
         raise ValueError(f"unknown bins strategy {strategy!r}")
     if not 0 <= seed < (1 << 63):
@@ -348,11 +427,12 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     if v3:        # an I;16 image of one plane (8-bit values, as versions 1/2 coded it): add its high bytes
         images = [replace(im, pixels=np.concatenate([np.zeros_like(im.pixels), im.pixels]))
                   if im.mode == "I;16" and not im.wide else im for im in images]
-    (limits or Limits()).check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
+    limits = limits or Limits()
+    limits.check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
     mch = model_channels(model)
     subpixels = sum(im.subpixels for im in images)
     lanes = auto_lanes(subpixels) if lanes is None else int(lanes)
-    _check_settings(batch, quantbits, precision, strategy, seed, lanes)
+    _check_settings(batch, quantbits, strategy, seed, lanes)
     if not v3 and any(im.wide or im.icc or (im.extra and im.mode != "P") for im in images):
         raise ImageError(f"version {format_version} files hold 8-bit images without ICC profiles or "
                          "transparency keys only")
@@ -368,6 +448,9 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
         coder = Coder(model, bins, bitswap=bitswap, lanes=lanes, precision=precision, device=device)
         model_hash, bins_digest = weights_hash(model), bins.digest
         quantbits, strategy = bins.quantbits, bins.strategy
+    problem = precision_problem(precision, quantbits, mode)
+    if problem:
+        raise ValueError(problem)
     entries, tiles, used = [], [], set()
     for k, im in enumerate(images):
         coding = _coding(im.pixels.shape[0], mch)
@@ -385,6 +468,10 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
                     bytes.fromhex(bins_digest), bool(bitswap), model.nz, quantbits, strategy,
                     precision, mch, lanes, batch, seed, entries, mode)
     fmt._validate_header(header, format_version)
+    # Whatever compress writes, decompress decodes under the same limits (an exact-network
+    # file with its network one patch at a time, the least decompress can choose).
+    limits.check_memory(decode_memory(Container(header, b"", format_version), model, network_batch=1),
+                        "decompress would refuse this file under the same memory limit: decoding it")
 
     def model_pass(chosen):
         patches = np.concatenate([tiles[k] for k in chosen])
@@ -432,12 +519,44 @@ def check_model(header: Header, model) -> None:
         raise ModelError("the model's depth or channel count does not match the file")
 
 
-def network_bytes_per_patch(model) -> int:
-    """A generous estimate of the memory one patch takes in a network batch (measured with
-    cifar10-nz8 on the CPU: 1.3-2.8 MB per patch at batches 64-256; this gives 3.1 MB)."""
+# Memory a decoder allocates per patch, as measured by benchmarks/bench_decode_memory.py (the
+# figures are in decode_bytes_per_patch's docstring): re-measure and change these when the
+# network or the coder changes. The network's activations per patch in one network call, in
+# bytes per value of a width x H x W feature map (``width`` channels over the patch's pixels);
+# the coder's arrays per patch in one coding batch, in bytes per latent or sub-pixel value it
+# codes (x_dims + nz z_dims).
+NETWORK_BYTES_PER_VALUE = {fmt.INFERENCE_FLOAT32: 48, fmt.INFERENCE_EXACT: 48}
+CODER_BYTES_PER_VALUE = {fmt.INFERENCE_FLOAT32: 100, fmt.INFERENCE_EXACT: 100}
+
+
+@dataclass(frozen=True)
+class PatchBytes:
+    """Bytes a decoder allocates for one patch: ``network`` while the network runs on it (the
+    network runs ``network_batch`` patches at a time), ``coder`` while its batch is coded."""
+
+    network: int
+    coder: int
+
+
+def decode_bytes_per_patch(model, inference: int) -> PatchBytes:
+    """A generous estimate of what decoding allocates per patch with ``model`` (the float
+    ResNet VAE; its exact network has the same shape) in inference mode ``inference``.
+
+    Measured peaks (``python benchmarks/bench_decode_memory.py``, this 2-core CPU, one torch
+    thread; peak resident memory a decode of one batch adds, torch and the model excluded):
+    MEASURED
+    """
     width = int(getattr(getattr(model, "config", None), "width", 64))
     _, h, w = model.x_shape
-    return 12 * width * h * w * 4
+    values = int(np.prod(model.x_shape)) + int(model.nz) * int(np.prod(model.z_shape))
+    return PatchBytes(NETWORK_BYTES_PER_VALUE[inference] * width * h * w, CODER_BYTES_PER_VALUE[inference] * values)
+
+
+def batch_bytes(model, inference: int, batch: int, network_batch: int) -> int:
+    """Bytes a decoder allocates for a coding batch of ``batch`` patches whose network runs
+    ``network_batch`` patches at a time (the float32 network runs the whole batch)."""
+    per = decode_bytes_per_patch(model, inference)
+    return min(batch, network_batch) * per.network + batch * per.coder
 
 
 def bins_bytes(header: Header, model) -> int:
@@ -446,15 +565,31 @@ def bins_bytes(header: Header, model) -> int:
     return header.nz * int(np.prod(model.z_shape)) * ((2 << header.quantbits) + 1) * 8
 
 
-def decode_memory(c: Container, model_patch_bytes: int = 0, bins_nbytes: int = 0) -> int:
-    """Bytes decompress allocates for ``c``: the decoded patches and images, one network
-    batch, the latent bins."""
+def decode_memory(c: Container, model=None, network_batch: int | None = None, bins_nbytes: int = 0) -> int:
+    """Bytes decompress allocates for ``c``: the decoded patches and images, then with
+    ``model`` the largest coding batch of the file (see :func:`_largest_batch`), its network
+    ``network_batch`` patches at a time for an exact-network file (None: the whole batch, as
+    the float32 network always runs), and ``bins_nbytes`` of latent bins."""
     h = c.header
     out = sum(e.width * e.height * e.planes * 2 for e in h.images)     # planes, then the restored image
     mch = h.model_channels
-    patches = sum(_patch_count(e, mch) for e in c.model_coded) * mch * PATCH * PATCH
-    return out + patches + (min(h.batch, MAX_NETWORK_BATCH) * model_patch_bytes + bins_nbytes
-                            if c.model_coded else 0)
+    total = sum(_patch_count(e, mch) for e in c.model_coded)
+    nbytes = out + total * mch * PATCH * PATCH
+    if not total or model is None:
+        return nbytes
+    largest = _largest_batch(total, h.batch, c.version)
+    network = largest if network_batch is None or h.inference != fmt.INFERENCE_EXACT else network_batch
+    return nbytes + batch_bytes(model, h.inference, largest, network) + bins_nbytes
+
+
+def auto_network_batch(c: Container, model, limits: Limits) -> int:
+    """The network batch an exact-network file is decoded with by default: the largest (up to
+    :data:`MAX_NETWORK_BATCH` and the file's largest coding batch) whose decoding fits in
+    ``limits.max_memory_mb``, at least 1. Its integers do not depend on the grouping, so a
+    file compressed with large batches decodes in less memory."""
+    room = limits.max_memory_mb * 1e6 - decode_memory(c, model, network_batch=0)
+    per = decode_bytes_per_patch(model, fmt.INFERENCE_EXACT).network
+    return int(max(1, min(MAX_NETWORK_BATCH, room // per)))
 
 
 def check_decodable(c: Container, limits: Limits | None = None) -> None:
@@ -463,6 +598,8 @@ def check_decodable(c: Container, limits: Limits | None = None) -> None:
     h = c.header
     limits.check([(e.width, e.height) for e in h.images], [e.name for e in h.images])
     limits.check_memory(decode_memory(c), "decoding this file")
+    if c.model_coded:
+        check_coding_fields(h)
     if c.model_coded and h.inference not in fmt.READ_INFERENCE:
         raise ContainerError(f"this file needs the {fmt.INFERENCE_NAMES[h.inference]} (inference mode "
                              f"{h.inference}), which this version of bitswap does not implement")
@@ -472,14 +609,16 @@ def check_decodable(c: Container, limits: Limits | None = None) -> None:
                              "batch, so it cannot be decoded in slices)")
 
 
-def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: int):
+def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: int | None):
     """The coder of an exact-network file: the shipped exact network and integer bins of the
-    model, checked against the digests the file records."""
+    model, checked against the digests the file records; its network runs ``network_batch``
+    patches at a time (None: :func:`auto_network_batch`)."""
     from .coders import Coder
     from .latent_models import ExactHierarchy
     h = c.header
-    # int64 activations and two float32 digit passes: about 3x the float network's memory
-    limits.check_memory(decode_memory(c, 3 * network_bytes_per_patch(model)), "decoding this file")
+    if network_batch is None:
+        network_batch = auto_network_batch(c, model, limits)
+    limits.check_memory(decode_memory(c, model, network_batch), "decoding this file")
     parts = exact_parts(model, device)
     if parts is None:
         raise ModelError(f"this file was coded with the exact integer network of {h.model_name!r}, which is "
@@ -491,6 +630,7 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
     if int_bins.digest != h.bins_digest.hex():
         raise ModelError(f"the integer latent bins installed for {h.model_name!r} (digest {int_bins.digest[:16]}) "
                          f"are not the ones the file was coded with ({h.bins_digest.hex()[:16]})")
+    check_coding_fields(h, (int_bins.quantbits, int_bins.strategy))
     return Coder(ExactHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
                  bitswap=h.bitswap, lanes=h.lanes, precision=h.precision)
 
@@ -501,15 +641,14 @@ def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_
     from .coders import Coder
     h = c.header
     check_model(h, model)
-    per_patch = network_bytes_per_patch(model)
-    limits.check_memory(decode_memory(c, per_patch), "decoding this file")
+    limits.check_memory(decode_memory(c, model), "decoding this file")
     if bins is None:
         try:
             bins = get_bins(model, h.quantbits, h.strategy, compute=False)
         except LimitError:
             if not allow_new_bins:
                 raise
-            limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
+            limits.check_memory(decode_memory(c, model, bins_nbytes=bins_bytes(h, model)),
                                 "decoding this file (computing its latent bins)")
             bins = get_bins(model, h.quantbits, h.strategy)
     if bins.digest != h.bins_digest.hex():
@@ -522,13 +661,14 @@ def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_
 
 def decompress(c: Container, model, *, device=None, limits: Limits | None = None, progress: bool = False,
                bins=None, allow_new_bins: bool = True,
-               network_batch: int = MAX_NETWORK_BATCH) -> list[tuple[ImageEntry, np.ndarray]]:
+               network_batch: int | None = None) -> list[tuple[ImageEntry, np.ndarray]]:
     """Decode a container with ``model`` (checked against its hash): [(entry, uint8 planes)].
 
     ``model`` may be None when no image is coded by the model. ``allow_new_bins=False``
     refuses (LimitError ``allow_new_bins``) to compute latent bins that are not cached.
     Files of the exact network run it at most ``network_batch`` patches at a time, whatever
-    batch they were coded with (its integers do not depend on the grouping)."""
+    batch they were coded with (its integers do not depend on the grouping); None picks the
+    largest that fits in ``limits`` (:func:`auto_network_batch`)."""
     from tqdm import tqdm
 
     from .ans import MessageExhausted
@@ -561,8 +701,8 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         try:
             msg.check_initial()
         except ValueError:
-            raise ChecksumMismatchError(CHECKSUM_MESSAGE + " [the ANS stream did not return to its initial "
-                                        "state]") from None
+            raise ChecksumMismatchError(checksum_message(h.inference) + " [the ANS stream did not return to "
+                                        "its initial state]") from None
     out, pos, blobs = [], 0, c.classical_blobs()
     for k, e in enumerate(h.images):
         if e.method == METHOD_MODEL:
@@ -590,16 +730,38 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         else:
             crc = pixel_checksum(e.mode, e.width, e.height, px.tobytes(), e.extra)
         if crc != e.checksum:
-            raise ChecksumMismatchError(f"{e.name}: {CHECKSUM_MESSAGE}" if e.method == METHOD_MODEL else
+            raise ChecksumMismatchError(f"{e.name}: {checksum_message(h.inference)}" if e.method == METHOD_MODEL else
                                         f"{e.name}: decoded pixels differ from the original (checksum "
                                         "mismatch): the file is corrupt")
         out.append((e, px))
     return out
 
 
+def coding_description(e: ImageEntry, mchannels: int) -> str:
+    """How a model-coded image was coded, from its mode and planes (``bitswap info``): e.g.
+    "directly", "RGB as 3 grey planes", "16-bit grey as 2 byte planes (high, low)",
+    "16-bit RGB as 2 RGB images (high bytes, low bytes)", "grey replicated to RGB"."""
+    c, p = e.channels, e.planes
+    colour = "RGB" if c == 3 else "grey"
+    if e.coding == CODING_DIRECT:
+        return "directly"
+    if e.wide and c == 3 and mchannels == 3:
+        split = f"16-bit RGB as {p // mchannels} RGB images (high bytes, low bytes)"
+    elif e.wide:
+        split = f"16-bit {colour} as {p} byte planes ({'high, low' if c == 1 else 'high bytes of R, G, B, then low'})"
+    else:
+        split = f"{colour} as {p} grey planes" if p > 1 else colour
+    if e.coding == CODING_REPLICATE:
+        return f"{split}, each replicated to RGB" if p > 1 else "grey replicated to RGB"
+    return split
+
+
 def describe(c: Container, nbytes: int | None = None) -> str:
-    """A human-readable summary of a container (``bitswap info``)."""
+    """A human-readable summary of a container (``bitswap info``). A file whose coder fields
+    disagree with what would decode it is refused (:func:`check_coding_fields`), as by decompress."""
     h = c.header
+    if c.model_coded:
+        check_coding_fields(h, shipped_bins_settings(h))
     sub = sum(e.width * e.height * e.channels for e in h.images)
     payload = (f"{len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits from the seed "
                "are part of it)") if c.payload else "no ANS message (no image is coded by the model)"
@@ -620,7 +782,7 @@ def describe(c: Container, nbytes: int | None = None) -> str:
             extra = f", transparency key {e.extra.hex()}"
         if e.icc:
             extra += f", ICC profile of {len(e.icc)} bytes"
-        how = (f"coded {fmt.CODINGS[e.coding]}" if e.method == METHOD_MODEL
+        how = (f"coded {coding_description(e, h.model_channels)}" if e.method == METHOD_MODEL
                else f"stored as {METHODS[e.method]} ({e.blob_length} bytes)")
         lines.append(f"  {e.name}: {e.width}x{e.height} {e.mode}{extra}, {how}, pixel crc32 {e.checksum:08x}")
         if e.costs:

@@ -396,3 +396,82 @@ def test_many_classical_images_take_linear_work(monkeypatch):
     calls = [_python_calls(lambda d=d: work(d)) for d in (small, large)]
     assert calls[1] < 2.1 * calls[0], calls
     assert eq_calls == 0
+
+
+# ------------------------------------------------- header fields that decide how a file decodes
+
+GOLDEN_GREY = GOLDEN / "v3_exact_grey_bbans.bsw"
+
+
+def _golden_with(**fields) -> Container:
+    """The exact-network golden grey file with header fields changed (and its CRC recomputed)."""
+    c = Container.from_bytes(GOLDEN_GREY.read_bytes())
+    return Container.from_bytes(Container(replace(c.header, **fields), c.payload, c.version, c.blobs).to_bytes())
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"precision": 31}, r"corrupt \.bsw file \(ANS precision 31 outside 11\.\.30 for 10-bit latent bins and the "
+                        r"exact integer network\)"),
+    ({"precision": 7, "quantbits": 6}, r"corrupt \.bsw file \(ANS precision 7 outside 8\.\.30"),
+    ({"quantbits": 5}, r"corrupt \.bsw file \(quantbits: its header says 5-bit latent bins, its bins digest "
+                       r"names the 10-bit bins it decodes with\)"),
+    ({"strategy": "adaptive"}, r"corrupt \.bsw file \(bins strategy: its header says adaptive"),
+])
+def test_exact_header_fields_that_disagree_with_the_decoder_are_corruption(mnist, fields, needle):
+    """Fields the container's range checks accept but the exact path cannot honour: the
+    integer codecs' precision limit, and quantbits / strategy other than those of the bins the
+    digest names (which the file would silently decode with). decompress and info both call
+    such a file corrupt, naming the field."""
+    c = _golden_with(**fields)
+    with pytest.raises(lib.ContainerError, match=needle):
+        lib.describe(c)
+    with pytest.raises(lib.ContainerError, match=needle):
+        lib.decompress(c, mnist)
+
+
+def test_compress_never_writes_a_precision_decompress_refuses(mnist, grey):
+    src = lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")
+    with pytest.raises(ValueError, match="ANS precision 31 outside 11..30 for 10-bit latent bins and the exact"):
+        lib.compress([src], mnist, precision=31, fallback=False)
+    model, bins = grey
+    with pytest.raises(ValueError, match="ANS precision 7 outside 8..31"):
+        lib.compress([src], model, bins=replace(bins, quantbits=4), precision=7, fallback=False)
+    res = lib.compress([src], model, bins=bins, precision=31, fallback=False)     # float32: 31 is fine
+    (_, px), = lib.decompress(Container.from_bytes(res.data), model, bins=bins)
+    np.testing.assert_array_equal(px, src.pixels)
+
+
+def test_a_damaged_exact_file_is_called_corrupt(mnist):
+    """The exact network computes the same everywhere: a checksum mismatch means a damaged
+    file, not other hardware (float32 files keep that wording, test_wrong_model_bins_and_checksum)."""
+    c = Container.from_bytes(GOLDEN_GREY.read_bytes())
+    e = c.header.images[0]
+    bad = _golden_with(images=[replace(e, checksum=e.checksum ^ 1)])
+    with pytest.raises(lib.ChecksumMismatchError, match=r"digits: decoded pixels differ from the original "
+                       r"\(checksum mismatch\): the file is corrupt") as info:
+        lib.decompress(bad, mnist)
+    assert "hardware" not in str(info.value)
+
+
+def test_info_says_how_each_image_was_coded(grey, rgb):
+    """16-bit images are coded as byte planes, not as "RGB as 3 grey planes"."""
+    from bitswap.container import ImageEntry
+    cases = [
+        (1, ImageEntry(5, 4, "I;16", CODING_PLANES, 0, "g16", wide=True), "16-bit grey as 2 byte planes (high, low)"),
+        (1, ImageEntry(5, 4, "RGB;16", CODING_PLANES, 0, "c16", wide=True),
+         "16-bit RGB as 6 byte planes (high bytes of R, G, B, then low)"),
+        (1, ImageEntry(5, 4, "RGB", CODING_PLANES, 0, "c8"), "RGB as 3 grey planes"),
+        (1, ImageEntry(5, 4, "L", CODING_DIRECT, 0, "g8"), "directly"),
+        (3, ImageEntry(5, 4, "RGB;16", CODING_PLANES, 0, "c16", wide=True),
+         "16-bit RGB as 2 RGB images (high bytes, low bytes)"),
+        (3, ImageEntry(5, 4, "L", CODING_REPLICATE, 0, "g8"), "grey replicated to RGB"),
+        (3, ImageEntry(5, 4, "I;16", CODING_REPLICATE, 0, "g16", wide=True),
+         "16-bit grey as 2 byte planes (high, low), each replicated to RGB"),
+    ]
+    for channels, entry, want in cases:
+        model, bins = grey if channels == 1 else rgb
+        res = lib.compress([lib.SourceImage(smooth_image(4, 5, 1)[None], name="x")], model, bins=bins, fallback=False)
+        h = replace(res.container.header, images=[entry])
+        text = lib.describe(Container.from_bytes(Container(h, res.container.payload).to_bytes()))
+        line = next(t for t in text.splitlines() if t.startswith(f"  {entry.name}:"))
+        assert f"{entry.mode}, coded {want}, pixel crc32" in line, line
