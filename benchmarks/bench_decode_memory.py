@@ -5,13 +5,16 @@
 
 For every (model, inference, coding batch B, network batch N) a fresh process loads the model
 and its coder (as ``bitswap decompress`` does), then decodes one batch of B patches from a
-message another process encoded them on (smooth random images, the model's channel count),
-and reports the peak resident memory the decode adds to the process: ``VmHWM`` after the decode
-minus ``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) just before. So the
-figure is what the decoder allocates for the batch, on top of torch and the model (about
-400 MB, which ``--max-memory`` does not count). Exact-network files run the network
-``N`` patches at a time (``--network-batch``); the float32 network runs the whole batch. The
-bytes per patch follow as the slope between batch sizes. Linux only (``/proc``).
+message another process encoded them on (smooth random images, the model's channel count).
+It reports what loading the coder (latent bins, coding tables, the exact network) added to
+the resident memory, and the peak resident memory the decode adds: ``VmHWM`` after the decode
+minus ``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) just before. Torch
+and the float model (about 250-300 MB, there before a file is read) are not counted, as
+``--max-memory`` does not count them. Exact-network files run the network ``N`` patches at a
+time (``--network-batch``); the float32 network runs the whole batch. The bytes per patch
+follow as the slope between batch sizes; next to each figure the estimate of
+:func:`bitswap.images.coder_bytes` and :func:`bitswap.images.batch_bytes`, which must be
+larger. Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -33,15 +36,21 @@ def _status(key: str) -> int:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def _coder(name: str, inference: str, network_batch: int):
+def _coder(model, inference: str, network_batch: int):
     from bitswap import images as lib
     from bitswap.coders import Coder
     from bitswap.latent_models import ExactHierarchy
-    model = lib.load_model(name)
     if inference == "exact":
         net, bins = lib.exact_parts(model)
-        return model, Coder(ExactHierarchy(net, bins, network_batch=network_batch), lanes=64)
-    return model, Coder(model, lib.get_bins(model, 10, lib.DEFAULT_FILE_STRATEGY), lanes=64)
+        return Coder(ExactHierarchy(net, bins, network_batch=network_batch), lanes=64)
+    return Coder(model, lib.get_bins(model, 10, lib.DEFAULT_FILE_STRATEGY), lanes=64)
+
+
+def _header(model, inference: str):
+    """A header of a file coded like the measured ones (what the estimates read from it)."""
+    from bitswap import container as fmt
+    return fmt.Header(model.name, bytes(32), bytes(32), True, model.nz, 10, "uniform", 24, int(model.x_shape[0]),
+                      64, 64, 0, [], fmt.INFERENCE_EXACT if inference == "exact" else fmt.INFERENCE_FLOAT32)
 
 
 def _patches(model, batch: int, seed: int = 0):
@@ -55,7 +64,9 @@ def _patches(model, batch: int, seed: int = 0):
 
 
 def _encode(args) -> None:
-    model, coder = _coder(args.model, args.inference, args.network_batch)
+    from bitswap import images as lib
+    model = lib.load_model(args.model)
+    coder = _coder(model, args.inference, args.network_batch)
     msg = coder.new_message(streams=1, seed=0)
     coder.encode(msg, _patches(model, args.batch))
     Path(args.message).write_bytes(msg.to_bytes())
@@ -65,8 +76,11 @@ def _decode(args) -> None:
     import torch
 
     from bitswap.ans import Message
+    from bitswap import images as lib
     torch.set_num_threads(1)
-    model, coder = _coder(args.model, args.inference, args.network_batch)
+    model = lib.load_model(args.model)
+    loaded = _status("VmRSS")
+    coder = _coder(model, args.inference, args.network_batch)
     msg = Message.from_bytes(Path(args.message).read_bytes())
     before = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")        # reset the peak (VmHWM) to the current RSS
@@ -74,7 +88,7 @@ def _decode(args) -> None:
     assert (x == _patches(model, args.batch)).all()
     print(json.dumps({"model": args.model, "inference": args.inference, "batch": args.batch,
                       "network_batch": args.network_batch, "before_mb": before / 1e6,
-                      "added_mb": (_status("VmHWM") - before) / 1e6}))
+                      "coder_mb": (before - loaded) / 1e6, "added_mb": (_status("VmHWM") - before) / 1e6}))
 
 
 def measure(model: str, inference: str, batch: int, network_batch: int) -> dict:
@@ -109,20 +123,23 @@ def main(argv=None) -> int:
         (_encode if args.encode else _decode)(args)
         return 0
     from bitswap import images as lib
-    print(f"{'model':12} {'inference':9} {'batch':>5} {'net batch':>9} {'added MB':>9} {'estimate MB':>11}")
+    print(f"{'model':12} {'inference':9} {'batch':>5} {'net batch':>9} {'coder MB':>9} {'estimate':>8} "
+          f"{'batch MB':>9} {'estimate':>8}")
     for name in args.models:
         model = lib.load_model(name)
         for inference in args.inference:
+            h = _header(model, inference)
             for b in args.batches:
                 nbs = [b] + ([n for n in args.network_batches if n < b] if inference == "exact" else [])
                 for nb in nbs:
                     r = measure(name, inference, b, nb)
-                    mode = lib.fmt.INFERENCE_EXACT if inference == "exact" else lib.fmt.INFERENCE_FLOAT32
-                    est = lib.batch_bytes(model, mode, b, nb) / 1e6
-                    print(f"{name:12} {inference:9} {b:5d} {nb:9d} {r['added_mb']:9.1f} {est:11.1f}", flush=True)
+                    est_coder = lib.coder_bytes(h, model) / 1e6
+                    est = lib.batch_bytes(model, h.inference, b, nb) / 1e6
+                    print(f"{name:12} {inference:9} {b:5d} {nb:9d} {r['coder_mb']:9.1f} {est_coder:8.1f} "
+                          f"{r['added_mb']:9.1f} {est:8.1f}", flush=True)
                     if args.json:
                         with open(args.json, "a") as f:
-                            f.write(json.dumps({**r, "estimate_mb": est}) + "\n")
+                            f.write(json.dumps({**r, "coder_estimate_mb": est_coder, "estimate_mb": est}) + "\n")
     return 0
 
 

@@ -42,8 +42,8 @@ Layout (versions 1 and 2: the same bytes), all integers little-endian::
 Version 3 (written by this program) keeps every field above and adds:
 
 - after the fixed header fields, ``u8 inference``: how the network computes on the coding
-  path (0 = float32 as in versions 1 and 2; 1 = the exact integer network, not implemented by
-  this reader yet: refused with a clear error);
+  path (0 = float32 as in versions 1 and 2; 1 = the exact integer network, which decodes on
+  any machine; :func:`bitswap.images.check_coding_fields` checks the coder fields against it);
 - mode 8 ``RGB;16`` (16-bit RGB); modes ``I;16`` and ``RGB;16`` are coded as 2 C byte planes
   (the high bytes of every channel, then the low bytes), so any 16-bit value is exact;
 - per image, after ``extra`` (which for modes L, RGB, I;16, RGB;16 may now hold the PNG tRNS

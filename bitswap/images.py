@@ -114,16 +114,18 @@ def precision_problem(precision: int, quantbits: int, inference: int) -> str | N
             f"{'exact integer' if inference == fmt.INFERENCE_EXACT else 'float32'} network")
 
 
-def check_coding_fields(h: Header, bins_settings: tuple[int, str] | None = None) -> None:
+def check_coding_fields(h: Header) -> None:
     """ContainerError unless the coder fields of a file with model-coded images agree with what
-    decodes it: its ANS precision (:func:`precision_problem`) and, given the (quantbits, strategy)
-    of the latent bins its bins digest names, its quantbits and bins strategy. A header that
-    disagrees with what decodes it is a corrupt file."""
+    decodes it: its ANS precision (:func:`precision_problem`) and, for an exact-network file
+    whose bins digest names integer bins shipped here, its quantbits and bins strategy (the
+    decoder would silently use the shipped bins' own). A header that disagrees with what
+    decodes it is a corrupt file."""
     problem = precision_problem(h.precision, h.quantbits, h.inference)
     if problem:
         raise ContainerError(f"corrupt .bsw file ({problem})")
-    if bins_settings is not None:
-        quantbits, strategy = bins_settings
+    settings = shipped_bins_settings(h)
+    if settings is not None:
+        quantbits, strategy = settings
         if h.quantbits != quantbits:
             raise ContainerError(f"corrupt .bsw file (quantbits: its header says {h.quantbits}-bit latent bins, its "
                                  f"bins digest names the {quantbits}-bit bins it decodes with)")
@@ -468,10 +470,16 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
                     bytes.fromhex(bins_digest), bool(bitswap), model.nz, quantbits, strategy,
                     precision, mch, lanes, batch, seed, entries, mode)
     fmt._validate_header(header, format_version)
-    # Whatever compress writes, decompress decodes under the same limits (an exact-network
-    # file with its network one patch at a time, the least decompress can choose).
-    limits.check_memory(decode_memory(Container(header, b"", format_version), model, network_batch=1),
-                        "decompress would refuse this file under the same memory limit: decoding it")
+
+    def check_decodable_here(cont: Container, with_model: bool = True) -> None:
+        """Whatever compress writes, decompress decodes under the same limits (an exact-network
+        file with its network one patch at a time, the least decompress can choose)."""
+        limits.check_memory(decode_memory(cont, model if with_model else None, network_batch=1),
+                            "decompress would refuse this file under the same memory limit: decoding it")
+
+    # Before coding: all of it where every image is model-coded, else what the fallback
+    # cannot change (the decoded images); the written file is checked at the end.
+    check_decodable_here(Container(header, b"", format_version), with_model=not (v3 and fallback))
 
     def model_pass(chosen):
         patches = np.concatenate([tiles[k] for k in chosen])
@@ -505,6 +513,7 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     else:
         payload, initial = msg.to_bytes(), msg.initial_bits
     c = Container(header, payload, format_version, [blobs[k][1] for k in sorted(blobs)])
+    check_decodable_here(c)
     return Result(c, c.to_bytes(), subpixels, initial, time.perf_counter() - t0)
 
 
@@ -519,14 +528,20 @@ def check_model(header: Header, model) -> None:
         raise ModelError("the model's depth or channel count does not match the file")
 
 
-# Memory a decoder allocates per patch, as measured by benchmarks/bench_decode_memory.py (the
-# figures are in decode_bytes_per_patch's docstring): re-measure and change these when the
-# network or the coder changes. The network's activations per patch in one network call, in
-# bytes per value of a width x H x W feature map (``width`` channels over the patch's pixels);
-# the coder's arrays per patch in one coding batch, in bytes per latent or sub-pixel value it
-# codes (x_dims + nz z_dims).
-NETWORK_BYTES_PER_VALUE = {fmt.INFERENCE_FLOAT32: 48, fmt.INFERENCE_EXACT: 48}
-CODER_BYTES_PER_VALUE = {fmt.INFERENCE_FLOAT32: 100, fmt.INFERENCE_EXACT: 100}
+@dataclass(frozen=True)
+class DecoderCosts:
+    """What a decoder allocates in one inference mode, per unit (see :data:`DECODER_COSTS`)."""
+
+    network_per_value: float    # per patch in one network call, per value of a width x H x W feature map
+    coder_per_value: float      # per patch in one coding batch, per value it codes (x_dims + nz z_dims)
+    bins_factor: float          # the latent bins and their coding tables, per byte of bins_bytes
+    fixed: int                  # the rest: the exact network, lookup tables, allocator slack
+
+
+# Measured with benchmarks/bench_decode_memory.py (figures in decode_bytes_per_patch's
+# docstring), rounded up: re-measure and change these when the network or the coder changes.
+DECODER_COSTS = {fmt.INFERENCE_FLOAT32: DecoderCosts(12, 48, 2.0, 32_000_000),
+                 fmt.INFERENCE_EXACT: DecoderCosts(50, 48, 3.0, 64_000_000)}
 
 
 @dataclass(frozen=True)
@@ -540,16 +555,37 @@ class PatchBytes:
 
 def decode_bytes_per_patch(model, inference: int) -> PatchBytes:
     """A generous estimate of what decoding allocates per patch with ``model`` (the float
-    ResNet VAE; its exact network has the same shape) in inference mode ``inference``.
+    ResNet VAE; its exact network has its shape) in inference mode ``inference``.
 
-    Measured peaks (``python benchmarks/bench_decode_memory.py``, this 2-core CPU, one torch
-    thread; peak resident memory a decode of one batch adds, torch and the model excluded):
-    MEASURED
+    Measured (``python benchmarks/bench_decode_memory.py``, 2-core CPU, one torch thread): the
+    peak resident memory one decode of a batch of B patches adds, its network N patches at a
+    time, over the process after loading torch, the model and the coder (MB)::
+
+        model        inference   B=1  B=16  B=64  B=64,N=16  B=256  B=256,N=16
+        mnist-nz8    exact      14.7  43.4  193.5      65.8   780.3        93.8
+        mnist-nz8    float32    14.6  17.7   40.9         -   150.6           -
+        cifar10-nz8  exact      14.4  13.8  128.8      16.6   380.0       128.2
+        cifar10-nz8  float32    14.3  14.5   31.9         -   227.3           -
+
+    Per patch (slopes between the batch sizes): the exact network 2.86 MB (mnist-nz8, 46 bytes
+    per value of its 61 x 32 x 32 feature map) and 1.05-2.3 MB (cifar10-nz8, 16-36 bytes per
+    value of 64 x 32 x 32); the coder 0.15 MB (mnist-nz8, 48 bytes per coded value) and 0.58 MB
+    (cifar10-nz8, 30 bytes per value); the float32 network and its coder together 0.57 MB
+    (mnist-nz8) and 1.02 MB (cifar10-nz8), so about 7 bytes per feature-map value for the
+    network. Loading the coder (latent bins, coding tables, the exact network) added 55 MB
+    (mnist-nz8 float32), 120 MB (exact), 439 MB (cifar10-nz8 float32) and 661 MB (exact), for
+    bins of 34 and 269 MB (:func:`bins_bytes`); :func:`coder_bytes` estimates 99, 165, 569 and
+    870 MB. Torch and the float model (about 250-300 MB) are not counted: they are there before
+    a file is read. The batch estimates for the measured batches: mnist-nz8 exact 3.3, 52, 209,
+    59, 837 and 88 MB, float32 0.9, 14, 57 and 230 MB; cifar10-nz8 exact 4.2, 67, 270, 112,
+    1078 and 292 MB, float32 1.7, 28, 110 and 440 MB (the fixed 14-15 MB of a decode is in the
+    coder's estimate).
     """
+    costs = DECODER_COSTS[inference]
     width = int(getattr(getattr(model, "config", None), "width", 64))
     _, h, w = model.x_shape
     values = int(np.prod(model.x_shape)) + int(model.nz) * int(np.prod(model.z_shape))
-    return PatchBytes(NETWORK_BYTES_PER_VALUE[inference] * width * h * w, CODER_BYTES_PER_VALUE[inference] * values)
+    return PatchBytes(math.ceil(costs.network_per_value * width * h * w), math.ceil(costs.coder_per_value * values))
 
 
 def batch_bytes(model, inference: int, batch: int, network_batch: int) -> int:
@@ -560,16 +596,24 @@ def batch_bytes(model, inference: int, batch: int, network_batch: int) -> int:
 
 
 def bins_bytes(header: Header, model) -> int:
-    """Memory of latent bins for the header's settings: edges and centres, float64, for
+    """Memory of latent bins for the header's settings: edges and centres, 8 bytes each, for
     every dimension of every latent layer (16 GB for cifar10-nz8 at quantbits 16)."""
     return header.nz * int(np.prod(model.z_shape)) * ((2 << header.quantbits) + 1) * 8
 
 
+def coder_bytes(header: Header, model) -> int:
+    """Bytes loading the coder of a file allocates: its latent bins and their coding tables
+    (and the exact network), see :data:`DECODER_COSTS`."""
+    costs = DECODER_COSTS[header.inference]
+    return math.ceil(costs.bins_factor * bins_bytes(header, model)) + costs.fixed
+
+
 def decode_memory(c: Container, model=None, network_batch: int | None = None, bins_nbytes: int = 0) -> int:
     """Bytes decompress allocates for ``c``: the decoded patches and images, then with
-    ``model`` the largest coding batch of the file (see :func:`_largest_batch`), its network
-    ``network_batch`` patches at a time for an exact-network file (None: the whole batch, as
-    the float32 network always runs), and ``bins_nbytes`` of latent bins."""
+    ``model`` its coder (:func:`coder_bytes`) and the largest coding batch of the file (see
+    :func:`_largest_batch`), its network ``network_batch`` patches at a time for an
+    exact-network file (None: the whole batch, as the float32 network always runs), and
+    ``bins_nbytes`` more for computing latent bins."""
     h = c.header
     out = sum(e.width * e.height * e.planes * 2 for e in h.images)     # planes, then the restored image
     mch = h.model_channels
@@ -579,7 +623,7 @@ def decode_memory(c: Container, model=None, network_batch: int | None = None, bi
         return nbytes
     largest = _largest_batch(total, h.batch, c.version)
     network = largest if network_batch is None or h.inference != fmt.INFERENCE_EXACT else network_batch
-    return nbytes + batch_bytes(model, h.inference, largest, network) + bins_nbytes
+    return nbytes + coder_bytes(h, model) + batch_bytes(model, h.inference, largest, network) + bins_nbytes
 
 
 def auto_network_batch(c: Container, model, limits: Limits) -> int:
@@ -593,7 +637,7 @@ def auto_network_batch(c: Container, model, limits: Limits) -> int:
 
 
 def check_decodable(c: Container, limits: Limits | None = None) -> None:
-    """The checks decompress makes before loading anything: sizes, inference mode, batch."""
+    """The checks decompress makes before loading anything: sizes, memory, coder fields, batch."""
     limits = limits or Limits()
     h = c.header
     limits.check([(e.width, e.height) for e in h.images], [e.name for e in h.images])
@@ -630,18 +674,18 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
     if int_bins.digest != h.bins_digest.hex():
         raise ModelError(f"the integer latent bins installed for {h.model_name!r} (digest {int_bins.digest[:16]}) "
                          f"are not the ones the file was coded with ({h.bins_digest.hex()[:16]})")
-    check_coding_fields(h, (int_bins.quantbits, int_bins.strategy))
     return Coder(ExactHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
                  bitswap=h.bitswap, lanes=h.lanes, precision=h.precision)
 
 
 def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_bins: bool):
     """The coder of a float32-network file (versions 1-3): the model, checked against the
-    file's weights hash, with its latent bins (cached, or computed if allowed)."""
+    file's weights hash, with its latent bins (cached, or computed if allowed). Bins that are
+    not cached are refused as such before the memory check (raising the memory limit would
+    not help), computing them is checked with the memory they take."""
     from .coders import Coder
     h = c.header
     check_model(h, model)
-    limits.check_memory(decode_memory(c, model), "decoding this file")
     if bins is None:
         try:
             bins = get_bins(model, h.quantbits, h.strategy, compute=False)
@@ -651,6 +695,7 @@ def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_
             limits.check_memory(decode_memory(c, model, bins_nbytes=bins_bytes(h, model)),
                                 "decoding this file (computing its latent bins)")
             bins = get_bins(model, h.quantbits, h.strategy)
+    limits.check_memory(decode_memory(c, model), "decoding this file")
     if bins.digest != h.bins_digest.hex():
         raise ChecksumMismatchError(
             f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
@@ -761,7 +806,7 @@ def describe(c: Container, nbytes: int | None = None) -> str:
     disagree with what would decode it is refused (:func:`check_coding_fields`), as by decompress."""
     h = c.header
     if c.model_coded:
-        check_coding_fields(h, shipped_bins_settings(h))
+        check_coding_fields(h)
     sub = sum(e.width * e.height * e.channels for e in h.images)
     payload = (f"{len(c.payload)} bytes (ANS message; {c.message().initial_bits} initial bits from the seed "
                "are part of it)") if c.payload else "no ANS message (no image is coded by the model)"

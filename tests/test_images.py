@@ -475,3 +475,29 @@ def test_info_says_how_each_image_was_coded(grey, rgb):
         text = lib.describe(Container.from_bytes(Container(h, res.container.payload).to_bytes()))
         line = next(t for t in text.splitlines() if t.startswith(f"  {entry.name}:"))
         assert f"{entry.mode}, coded {want}, pixel crc32" in line, line
+
+
+def test_decode_memory_counts_what_the_decoder_runs_at_once(mnist):
+    """The estimate takes the patches the decoder codes at once (never more than the file has,
+    nor than the largest batch of its coding order) and, for the exact network, the network
+    batch it runs; by default decompress picks the largest network batch that fits."""
+    from bitswap.container import INFERENCE_EXACT, ImageEntry
+    per = lib.decode_bytes_per_patch(mnist, INFERENCE_EXACT)
+
+    def file(w, h, batch):
+        return _golden_with(images=[ImageEntry(w, h, "L", CODING_DIRECT, 0, "x")], batch=batch)
+    one = file(32, 32, 256)                                       # one patch, coded with --batch 256
+    assert lib.decode_memory(one, mnist) == lib.decode_memory(one, mnist, 1) == \
+        lib.decode_memory(one, mnist, 0) + per.network
+    assert lib.decode_memory(one, mnist) < 300e6
+    hundred = file(320, 320, 64)                                  # 100 patches: batches 1..13, then 9
+    assert lib._largest_batch(100, 64) == 13
+    assert lib.decode_memory(hundred, mnist) - lib.decode_memory(hundred, mnist, 0) == 13 * per.network
+    big = file(10000, 6000, 1024)                                 # 58,844 patches: largest batch 342
+    limits = lib.Limits(max_memory_mb=800)
+    n = lib.auto_network_batch(big, mnist, limits)
+    assert lib._largest_batch(58844, 1024) == 342 and 1 < n < 342
+    assert lib.decode_memory(big, mnist, n) <= 800e6 < lib.decode_memory(big, mnist, n + 1)
+    with pytest.raises(lib.LimitError, match="more than the memory limit of 800 MB") as info:
+        lib.decompress(big, mnist, limits=limits, network_batch=342)
+    assert info.value.setting == "max_memory"
