@@ -92,7 +92,8 @@ MAX_COSTS = 8
 MAX_ICC = 1 << 22
 CODING_DIRECT, CODING_PLANES, CODING_REPLICATE = 0, 1, 2
 # The coding values' names (bitswap.images.coding_description says what was done to an image).
-CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "as groups of planes", CODING_REPLICATE: "grey planes replicated to RGB"}
+CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "as groups of planes",
+           CODING_REPLICATE: "grey planes replicated to RGB"}
 STRATEGY_CODES = {"quantile": 0, "uniform": 1, "adaptive": 2}
 STRATEGY_NAMES = {v: k for k, v in STRATEGY_CODES.items()}
 
