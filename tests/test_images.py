@@ -468,11 +468,11 @@ def test_info_says_how_each_image_was_coded(grey, rgb):
         (3, ImageEntry(5, 4, "I;16", CODING_REPLICATE, 0, "g16", wide=True),
          "16-bit grey as 2 byte planes (high, low), each replicated to RGB"),
     ]
+    files = {ch: lib.compress([lib.SourceImage(smooth_image(4, 5, 1)[None], name="x")], m, bins=b,
+                              fallback=False).container for ch, (m, b) in ((1, grey), (3, rgb))}
     for channels, entry, want in cases:
-        model, bins = grey if channels == 1 else rgb
-        res = lib.compress([lib.SourceImage(smooth_image(4, 5, 1)[None], name="x")], model, bins=bins, fallback=False)
-        h = replace(res.container.header, images=[entry])
-        text = lib.describe(Container.from_bytes(Container(h, res.container.payload).to_bytes()))
+        c = files[channels]
+        text = lib.describe(Container.from_bytes(Container(replace(c.header, images=[entry]), c.payload).to_bytes()))
         line = next(t for t in text.splitlines() if t.startswith(f"  {entry.name}:"))
         assert f"{entry.mode}, coded {want}, pixel crc32" in line, line
 
@@ -501,3 +501,21 @@ def test_decode_memory_counts_what_the_decoder_runs_at_once(mnist):
     with pytest.raises(lib.LimitError, match="more than the memory limit of 800 MB") as info:
         lib.decompress(big, mnist, limits=limits, network_batch=342)
     assert info.value.setting == "max_memory"
+
+
+def test_compress_refuses_what_decompress_would_refuse(grey):
+    """compress checks the decoder's memory estimate of the file it writes under its own limits
+    (the same defaults as decompress): what it writes, decompress decodes."""
+    model, bins = grey
+    src = lib.SourceImage(smooth_image(40, 40, 1)[None], name="x")
+    res = lib.compress([src], model, bins=bins, fallback=False)
+    need = lib.decode_memory(res.container, model)
+    half = lib.Limits(max_memory_mb=need / 2e6)
+    with pytest.raises(lib.LimitError, match="decompress would refuse this file under the same memory limit: "
+                       "decoding it needs about") as info:
+        lib.compress([src], model, bins=bins, fallback=False, limits=half)
+    assert info.value.setting == "max_memory"
+    lib.decompress(res.container, model, bins=bins, limits=lib.Limits(max_memory_mb=need / 1e6))
+    # with the fallback the file is judged as written: this one stores the image as PNG
+    stored = lib.compress([src], model, bins=bins, limits=half)
+    assert stored.container.payload == b"" and len(lib.decompress(stored.container, None, limits=half)) == 1
