@@ -34,7 +34,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LimitError, ModelError, OptionError
-from .fileio import atomic_write, atomic_write_bytes
+from .fileio import atomic_write, atomic_write_bytes, fsync_folder
 
 MAX_FILE_BYTES = 1 << 34       # a .bsw larger than this is refused before reading it
 
@@ -216,6 +216,8 @@ def cmd_decompress(args) -> int:
     from . import api
 
     t0 = time.perf_counter()
+    if args.network_batch is not None and not 1 <= args.network_batch <= MAX_NETWORK_BATCH:
+        raise CLIError(f"--network-batch must be in 1..{MAX_NETWORK_BATCH}")
     c, _ = _read_container(args.file)
     limits = _limits(args)
     folder, targets = decompress_outputs(args.file, [e.name for e in c.header.images], args.output)
@@ -265,10 +267,12 @@ def _write_pngs(decoded, outdir: Path, targets: list[Path], force: bool) -> list
             raise CLIError(f"cannot create {outdir}: {exc.strerror or exc}") from None
         for src, path in zip(decoded, targets):
             try:
-                atomic_write(path, lambda f, s=src: save_png(f, s.pixels, s.mode, s.extra, s.icc), replace=force)
+                atomic_write(path, lambda f, s=src: save_png(f, s.pixels, s.mode, s.extra, s.icc), replace=force,
+                             sync_folder=False)
             except FileExistsError:
                 raise CLIError(f"{path} exists (--force replaces it)") from None
             written.append(path)
+        fsync_folder(outdir)          # once for all the renames, not once per image
     except BaseException:
         for p in written:
             try:
@@ -355,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.add_argument("--allow-new-bins", action="store_true",
                    help="compute latent bins that are neither shipped nor cached (minutes, memory)")
-    d.add_argument("--network-batch", type=int, default=MAX_NETWORK_BATCH,
-                   help="exact-network files: patches per network call while decoding (any value decodes "
-                        "the same; smaller uses less memory)")
+    d.add_argument("--network-batch", type=int, default=None,
+                   help=f"exact-network files: patches per network call while decoding, 1..{MAX_NETWORK_BATCH} "
+                        "(any value decodes the same; smaller uses less memory; default: the largest that fits "
+                        "in --max-memory)")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="describe a .bsw file", epilog=epilog,

@@ -296,7 +296,8 @@ def file_info(c: Container, size: int | None = None) -> FileInfo:
     for e in h.images:
         images.append(ImageInfo(
             name=e.name, width=e.width, height=e.height, mode=e.mode, channels=e.channels,
-            method=fmt.METHODS[e.method], coding=fmt.CODINGS[e.coding] if e.method == fmt.METHOD_MODEL else None,
+            method=fmt.METHODS[e.method],
+            coding=lib.coding_description(e, h.model_channels) if e.method == fmt.METHOD_MODEL else None,
             stored_bytes=e.blob_length if e.method != fmt.METHOD_MODEL else None, checksum=e.checksum,
             palette_size=(len(e.extra) - 1) // e.extra[0] if e.mode == "P" else None,
             transparency=transparency_key(e.mode, e.extra),

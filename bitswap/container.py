@@ -42,8 +42,8 @@ Layout (versions 1 and 2: the same bytes), all integers little-endian::
 Version 3 (written by this program) keeps every field above and adds:
 
 - after the fixed header fields, ``u8 inference``: how the network computes on the coding
-  path (0 = float32 as in versions 1 and 2; 1 = the exact integer network, not implemented by
-  this reader yet: refused with a clear error);
+  path (0 = float32 as in versions 1 and 2; 1 = the exact integer network, which decodes on
+  any machine; :func:`bitswap.images.check_coding_fields` checks the coder fields against it);
 - mode 8 ``RGB;16`` (16-bit RGB); modes ``I;16`` and ``RGB;16`` are coded as 2 C byte planes
   (the high bytes of every channel, then the low bytes), so any 16-bit value is exact;
 - per image, after ``extra`` (which for modes L, RGB, I;16, RGB;16 may now hold the PNG tRNS
@@ -93,8 +93,9 @@ METHODS = {METHOD_MODEL: "model", METHOD_PNG: "PNG", METHOD_WEBP: "WebP lossless
 MAX_COSTS = 8
 MAX_ICC = 1 << 22
 CODING_DIRECT, CODING_PLANES, CODING_REPLICATE = 0, 1, 2
-CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "RGB as 3 grey planes",
-           CODING_REPLICATE: "grey replicated to RGB"}
+# The coding values' names (bitswap.images.coding_description says what was done to an image).
+CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "as groups of planes",
+           CODING_REPLICATE: "grey planes replicated to RGB"}
 STRATEGY_CODES = {"quantile": 0, "uniform": 1, "adaptive": 2}
 STRATEGY_NAMES = {v: k for k, v in STRATEGY_CODES.items()}
 
@@ -252,10 +253,12 @@ class Container:
         """The images coded by the model (all of them before version 3)."""
         return [im for im in self.header.images if im.method == METHOD_MODEL]
 
-    def blob(self, entry: ImageEntry) -> bytes:
-        """The classical encoding of a classically coded image (version 3)."""
-        k = [im for im in self.header.images if im.method != METHOD_MODEL].index(entry)
-        return self.blobs[k]
+    def classical_blobs(self) -> dict[int, bytes]:
+        """Image position -> its classical encoding (version 3), for every classically coded
+        image. Built once, by position, in one pass: a file may hold 65,536 images, and
+        looking each one up among all the others made decoding quadratic in their number."""
+        positions = [k for k, im in enumerate(self.header.images) if im.method != METHOD_MODEL]
+        return dict(zip(positions, self.blobs))
 
     # ----------------------------------------------------------------- read
     @classmethod
@@ -317,57 +320,71 @@ def _validate_header(h: Header, version: int = VERSION) -> None:
     need(h.inference in INFERENCE_NAMES, f"unknown inference mode {h.inference}")
     names = set()
     for k, im in enumerate(h.images):
-        need(1 <= im.width <= MAX_SIDE and 1 <= im.height <= MAX_SIDE,
-             f"image {k} size {im.width}x{im.height} outside 1..{MAX_SIDE}")
-        need(im.mode in MODE_CODES, f"image {k} has unknown mode {im.mode!r}")
-        need(im.coding in CODINGS, f"image {k} has unknown coding {im.coding}")
-        need(0 <= im.checksum < (1 << 32), f"image {k} checksum out of range")
-        need(safe_name(im.name), f"image {k} name {im.name!r} is not a safe file stem")
-        need(im.name not in names, f"image name {im.name!r} is repeated")
+        problem = _image_problem(k, im, h.model_channels, version, names)
+        need(problem is None, problem)
         names.add(im.name)
-        need(len(im.extra) <= MAX_EXTRA, f"image {k} extra data longer than {MAX_EXTRA} bytes")
-        if im.mode == "P":
-            need(len(im.extra) >= 2 and im.extra[0] in (1, 3) and (len(im.extra) - 1) % im.extra[0] == 0
-                 and (len(im.extra) - 1) // im.extra[0] <= 256, f"image {k}: malformed palette")
-        elif version >= 3 and im.mode in ("L", "RGB", "I;16", "RGB;16"):
-            need(len(im.extra) in (0, 2 * im.channels), f"image {k}: malformed transparency key")
-            need(im.mode in WIDE_MODES or not any(im.extra[0::2]), f"image {k}: transparency key above 255")
-        else:
-            need(not im.extra, f"image {k}: extra data on a mode-{im.mode} image")
-        if version >= 3:
-            need(im.wide == (im.mode in WIDE_MODES), f"image {k}: 16-bit flag does not match mode {im.mode}")
-            need(len(im.icc) <= MAX_ICC, f"image {k}: ICC profile longer than {MAX_ICC} bytes")
-            need(im.method in METHODS, f"image {k} has unknown coding method {im.method}")
-            need((im.method == METHOD_MODEL) == (im.blob_length == 0),
-                 f"image {k}: classical encoding length {im.blob_length} does not match its method")
-            need(im.blob_length <= MAX_PAYLOAD, f"image {k}: classical encoding too long")
-            need(len(im.costs) <= MAX_COSTS and all(m in METHODS for m in im.costs),
-                 f"image {k}: malformed cost list")
-            if im.method != METHOD_MODEL:
-                need(im.coding == CODING_DIRECT, f"image {k}: a classically coded image has coding 0")
-                continue
-        else:
-            need(not im.wide and im.mode != "RGB;16" and not im.icc and im.method == METHOD_MODEL
-                 and not im.costs, f"image {k}: version {version} has no 16-bit, ICC or classical images")
-        c, p = im.channels, im.planes
-        if version >= 3:
-            m = h.model_channels
-            if im.coding == CODING_DIRECT:
-                need(p == m, f"image {k}: {p}-plane image coded directly with a {m}-channel model")
-            elif im.coding == CODING_PLANES:
-                need(p > m and p % m == 0, f"image {k}: {p} planes do not split into {m}-channel images")
-            else:
-                need(m == 3 and c == 1, f"image {k}: replicated coding needs a grey image and a 3-channel model")
-            continue
+
+
+def _image_problem(k: int, im: ImageEntry, m: int, version: int, names: set) -> str | None:
+    """What is wrong with image ``k`` of a header (``m``: the model's channels; ``names``: the
+    names of the images before it), or None. A message is formatted only for a failed check:
+    a header may list 65,536 images, and formatting every possible message of every image
+    took longer than parsing the header."""
+    if not (1 <= im.width <= MAX_SIDE and 1 <= im.height <= MAX_SIDE):
+        return f"image {k} size {im.width}x{im.height} outside 1..{MAX_SIDE}"
+    if im.mode not in MODE_CODES:
+        return f"image {k} has unknown mode {im.mode!r}"
+    if im.coding not in CODINGS:
+        return f"image {k} has unknown coding {im.coding}"
+    if not 0 <= im.checksum < (1 << 32):
+        return f"image {k} checksum out of range"
+    if not safe_name(im.name):
+        return f"image {k} name {im.name!r} is not a safe file stem"
+    if im.name in names:
+        return f"image name {im.name!r} is repeated"
+    if len(im.extra) > MAX_EXTRA:
+        return f"image {k} extra data longer than {MAX_EXTRA} bytes"
+    if im.mode == "P":
+        if not (len(im.extra) >= 2 and im.extra[0] in (1, 3) and (len(im.extra) - 1) % im.extra[0] == 0
+                and (len(im.extra) - 1) // im.extra[0] <= 256):
+            return f"image {k}: malformed palette"
+    elif version >= 3 and im.mode in ("L", "RGB", "I;16", "RGB;16"):
+        if len(im.extra) not in (0, 2 * im.channels):
+            return f"image {k}: malformed transparency key"
+        if im.mode not in WIDE_MODES and any(im.extra[0::2]):
+            return f"image {k}: transparency key above 255"
+    elif im.extra:
+        return f"image {k}: extra data on a mode-{im.mode} image"
+    if version >= 3:
+        if im.wide != (im.mode in WIDE_MODES):
+            return f"image {k}: 16-bit flag does not match mode {im.mode}"
+        if len(im.icc) > MAX_ICC:
+            return f"image {k}: ICC profile longer than {MAX_ICC} bytes"
+        if im.method not in METHODS:
+            return f"image {k} has unknown coding method {im.method}"
+        if (im.method == METHOD_MODEL) != (im.blob_length == 0):
+            return f"image {k}: classical encoding length {im.blob_length} does not match its method"
+        if im.blob_length > MAX_PAYLOAD:
+            return f"image {k}: classical encoding too long"
+        if len(im.costs) > MAX_COSTS or not all(c in METHODS for c in im.costs):
+            return f"image {k}: malformed cost list"
+        if im.method != METHOD_MODEL:
+            return None if im.coding == CODING_DIRECT else f"image {k}: a classically coded image has coding 0"
+    elif im.wide or im.mode == "RGB;16" or im.icc or im.method != METHOD_MODEL or im.costs:
+        return f"image {k}: version {version} has no 16-bit, ICC or classical images"
+    c, p = im.channels, im.planes
+    if version >= 3:
         if im.coding == CODING_DIRECT:
-            need(c == h.model_channels, f"image {k}: {c}-channel image coded directly with a "
-                                        f"{h.model_channels}-channel model")
-        elif im.coding == CODING_PLANES:
-            need(c == 3 and h.model_channels == 1, f"image {k}: plane coding needs an RGB image "
-                                                   "and a 1-channel model")
-        else:
-            need(c == 1 and h.model_channels == 3, f"image {k}: replicated coding needs a grey image "
-                                                   "and a 3-channel model")
+            return None if p == m else f"image {k}: {p}-plane image coded directly with a {m}-channel model"
+        if im.coding == CODING_PLANES:
+            return None if p > m and p % m == 0 else f"image {k}: {p} planes do not split into {m}-channel images"
+        return None if m == 3 and c == 1 else \
+            f"image {k}: replicated coding needs a grey image and a 3-channel model"
+    if im.coding == CODING_DIRECT:
+        return None if c == m else f"image {k}: {c}-channel image coded directly with a {m}-channel model"
+    if im.coding == CODING_PLANES:
+        return None if c == 3 and m == 1 else f"image {k}: plane coding needs an RGB image and a 1-channel model"
+    return None if c == 1 and m == 3 else f"image {k}: replicated coding needs a grey image and a 3-channel model"
 
 
 def _parse_header(buf: bytes, version: int = VERSION) -> Header:

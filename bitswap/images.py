@@ -77,8 +77,67 @@ ChecksumMismatchError = ChecksumError
 # the limit (``max_megapixels``, ``max_total_megapixels``, ``max_memory``, ``allow_new_bins``).
 
 
-CHECKSUM_MESSAGE = ("decoded pixels differ from the original (checksum mismatch): the model computed "
-                    "different probabilities here than when compressing (different hardware/software?)")
+def checksum_message(inference: int) -> str:
+    """Why the pixels of a model-coded image can differ from the original. The float32 network
+    may compute other probabilities on other hardware or software; the exact integer network
+    computes the same ones everywhere, so there the file itself is damaged."""
+    if inference == fmt.INFERENCE_EXACT:
+        return ("decoded pixels differ from the original (checksum mismatch): the file is corrupt (its exact "
+                "integer network computes the same probabilities on every machine)")
+    return ("decoded pixels differ from the original (checksum mismatch): the model computed different "
+            "probabilities here than when compressing (different hardware/software?)")
+
+
+# The pixel likelihood codes 256 values: the ANS precision must give each its own frequency.
+MIN_PRECISION = 8
+
+
+def precision_problem(precision: int, quantbits: int, inference: int) -> str | None:
+    """Why ``precision`` cannot code a file with ``quantbits``-bit latent bins in inference
+    mode ``inference`` (None if it can): every latent bin and each of the 256 pixel values
+    needs a frequency, and the exact network's integer codecs keep their products in int64
+    (:data:`bitswap.intcodecs.MAX_PRECISION`). compress refuses such a setting, decompress
+    calls such a file corrupt: nothing compress writes is refused by decompress."""
+    from .ans import MAX_PRECISION
+    from .intcodecs import MAX_PRECISION as INT_MAX_PRECISION
+    lo = max(quantbits + 1, MIN_PRECISION)
+    hi = INT_MAX_PRECISION if inference == fmt.INFERENCE_EXACT else MAX_PRECISION
+    if lo <= precision <= hi:
+        return None
+    return (f"ANS precision {precision} outside {lo}..{hi} for {quantbits}-bit latent bins and the "
+            f"{'exact integer' if inference == fmt.INFERENCE_EXACT else 'float32'} network")
+
+
+def check_coding_fields(h: Header) -> None:
+    """ContainerError unless the coder fields of a file with model-coded images agree with what
+    decodes it: its ANS precision (:func:`precision_problem`) and, for an exact-network file
+    whose bins digest names integer bins shipped here, its quantbits and bins strategy (the
+    decoder would silently use the shipped bins' own). A header that disagrees with what
+    decodes it is a corrupt file."""
+    problem = precision_problem(h.precision, h.quantbits, h.inference)
+    if problem:
+        raise ContainerError(f"corrupt .bsw file ({problem})")
+    settings = shipped_bins_settings(h)
+    if settings is not None:
+        quantbits, strategy = settings
+        if h.quantbits != quantbits:
+            raise ContainerError(f"corrupt .bsw file (quantbits: its header says {h.quantbits}-bit latent bins, its "
+                                 f"bins digest names the {quantbits}-bit bins it decodes with)")
+        if h.strategy != strategy:
+            raise ContainerError(f"corrupt .bsw file (bins strategy: its header says {h.strategy}, its bins digest "
+                                 f"names the {strategy} bins it decodes with)")
+
+
+def shipped_bins_settings(h: Header) -> tuple[int, str] | None:
+    """(quantbits, strategy) of the shipped integer latent bins whose digest an exact-network
+    file records (from their manifest: no model is loaded), or None when none is shipped here."""
+    from . import intbins
+    if h.inference != fmt.INFERENCE_EXACT:
+        return None
+    for entry in intbins.shipped_manifest().values():
+        if entry.get("digest") == h.bins_digest.hex() and "quantbits" in entry and "strategy" in entry:
+            return int(entry["quantbits"]), str(entry["strategy"])
+    return None
 
 
 @dataclass
@@ -242,9 +301,8 @@ def _patch_count(entry: ImageEntry, mchannels: int = 1) -> int:
     return n * _unit_count(entry, mchannels)
 
 
-def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
-    """The batches of the coding order: a ramp of growing batches up to ``batch`` patches,
-    then ``batch`` at a time (the last one smaller).
+def _batch_sizes(batch: int, version: int = fmt.VERSION):
+    """The sizes of the coding order's batches, without end: the ramp, then ``batch`` forever.
 
     Bits-back coding pops every latent of a batch before it can push anything, so a batch
     is paid for by the bits already on the message, and the first one by initial bits:
@@ -255,12 +313,33 @@ def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
     model on photographs p is about 1.6 n, and a Kodak image paid 905k initial bits (14% of
     the file). Versions 2 and 3 grow by one patch (1, 2, 3, ...), which keeps up once b > 2 p / n.
     """
-    out, a, size = [], 0, 1
-    while a < total:
+    size = 1
+    while True:
+        yield size
+        size = min(batch, 2 * size if version == 1 else size + 1)
+
+
+def _batches(total: int, batch: int, version: int = fmt.VERSION) -> list[slice]:
+    """The batches of the coding order of ``total`` patches (see :func:`_batch_sizes`; the
+    last one smaller)."""
+    out, a = [], 0
+    for size in _batch_sizes(batch, version):
+        if a >= total:
+            return out
         out.append(slice(a, min(total, a + size)))
         a += size
-        size = min(batch, 2 * size if version == 1 else size + 1)
-    return out
+
+
+def _largest_batch(total: int, batch: int, version: int = fmt.VERSION) -> int:
+    """The most patches one batch of the coding order of ``total`` patches holds: what the
+    decoder codes at once (a file with few patches never reaches its header's ``batch``).
+    Walks the ramp only: once the sizes reach ``batch`` no later batch is larger."""
+    a, largest = 0, 0
+    for size in _batch_sizes(batch, version):
+        if a >= total or largest >= batch:
+            return largest
+        largest = max(largest, min(size, total - a))
+        a += size
 
 
 @dataclass
@@ -282,12 +361,13 @@ class Result:
         return self.bits / self.subpixels
 
 
-def _check_settings(batch, quantbits, precision, strategy, seed, lanes) -> None:
-    """OptionError (named as in bitswap.encode and the command line) for a setting out of range."""
+def _check_settings(batch, quantbits, strategy, seed, lanes) -> None:
+    """OptionError (named as in bitswap.encode and the command line) for a setting out of range
+    (the ANS precision once the inference mode and the bins are known: :func:`precision_problem`)."""
     if not 1 <= batch <= MAX_NETWORK_BATCH:
         raise OptionError("batch", f"must be in 1..{MAX_NETWORK_BATCH}")
-    if not 1 <= quantbits <= 16 or not quantbits < precision <= 31:
-        raise OptionError("quantbits", "must be in 1..16 and below the ANS precision (at most 31)")
+    if not 1 <= quantbits <= 16:
+        raise OptionError("quantbits", "must be in 1..16")
     if strategy not in fmt.STRATEGY_CODES:
         raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.STRATEGY_CODES))}, not {strategy!r}")
     if not 0 <= seed < (1 << 63):
@@ -344,11 +424,12 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     if v3:        # an I;16 image of one plane (8-bit values, as versions 1/2 coded it): add its high bytes
         images = [replace(im, pixels=np.concatenate([np.zeros_like(im.pixels), im.pixels]))
                   if im.mode == "I;16" and not im.wide else im for im in images]
-    (limits or Limits()).check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
+    limits = limits or Limits()
+    limits.check([im.size for im in images], [im.name or f"image {k}" for k, im in enumerate(images)])
     mch = model_channels(model)
     subpixels = sum(im.subpixels for im in images)
     lanes = auto_lanes(subpixels) if lanes is None else int(lanes)
-    _check_settings(batch, quantbits, precision, strategy, seed, lanes)
+    _check_settings(batch, quantbits, strategy, seed, lanes)
     if not v3 and any(im.wide or im.icc or (im.extra and im.mode != "P") for im in images):
         raise ImageError(f"version {format_version} files hold 8-bit images without ICC profiles or "
                          "transparency keys only")
@@ -364,6 +445,9 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
         coder = Coder(model, bins, bitswap=bitswap, lanes=lanes, precision=precision, device=device)
         model_hash, bins_digest = weights_hash(model), bins.digest
         quantbits, strategy = bins.quantbits, bins.strategy
+    problem = precision_problem(precision, quantbits, mode)
+    if problem:
+        raise ValueError(problem)
     entries, tiles, used = [], [], set()
     for k, im in enumerate(images):
         coding = _coding(im.pixels.shape[0], mch)
@@ -381,6 +465,16 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
                     bytes.fromhex(bins_digest), bool(bitswap), model.nz, quantbits, strategy,
                     precision, mch, lanes, batch, seed, entries, mode)
     fmt._validate_header(header, format_version)
+
+    def check_decodable_here(cont: Container, with_model: bool = True) -> None:
+        """Whatever compress writes, decompress decodes under the same limits (an exact-network
+        file with its network one patch at a time, the least decompress can choose)."""
+        limits.check_memory(decode_memory(cont, model if with_model else None, network_batch=1),
+                            "decompress would refuse this file under the same memory limit: decoding it")
+
+    # Before coding: all of it where every image is model-coded, else what the fallback
+    # cannot change (the decoded images); the written file is checked at the end.
+    check_decodable_here(Container(header, b"", format_version), with_model=not (v3 and fallback))
 
     def model_pass(chosen):
         patches = np.concatenate([tiles[k] for k in chosen])
@@ -414,6 +508,7 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     else:
         payload, initial = msg.to_bytes(), msg.initial_bits
     c = Container(header, payload, format_version, [blobs[k][1] for k in sorted(blobs)])
+    check_decodable_here(c)
     return Result(c, c.to_bytes(), subpixels, initial, time.perf_counter() - t0)
 
 
@@ -428,37 +523,122 @@ def check_model(header: Header, model) -> None:
         raise ModelError("the model's depth or channel count does not match the file")
 
 
-def network_bytes_per_patch(model) -> int:
-    """A generous estimate of the memory one patch takes in a network batch (measured with
-    cifar10-nz8 on the CPU: 1.3-2.8 MB per patch at batches 64-256; this gives 3.1 MB)."""
+@dataclass(frozen=True)
+class DecoderCosts:
+    """What a decoder allocates in one inference mode, per unit (see :data:`DECODER_COSTS`)."""
+
+    network_per_value: float    # per patch in one network call, per value of a width x H x W feature map
+    coder_per_value: float      # per patch in one coding batch, per value it codes (x_dims + nz z_dims)
+    bins_factor: float          # the latent bins and their coding tables, per byte of bins_bytes
+    fixed: int                  # the rest: the exact network, lookup tables, allocator slack
+
+
+# Measured with benchmarks/bench_decode_memory.py (figures in decode_bytes_per_patch's
+# docstring), rounded up: re-measure and change these when the network or the coder changes.
+DECODER_COSTS = {fmt.INFERENCE_FLOAT32: DecoderCosts(12, 48, 2.0, 32_000_000),
+                 fmt.INFERENCE_EXACT: DecoderCosts(50, 48, 3.0, 64_000_000)}
+
+
+@dataclass(frozen=True)
+class PatchBytes:
+    """Bytes a decoder allocates for one patch: ``network`` while the network runs on it (the
+    network runs ``network_batch`` patches at a time), ``coder`` while its batch is coded."""
+
+    network: int
+    coder: int
+
+
+def decode_bytes_per_patch(model, inference: int) -> PatchBytes:
+    """A generous estimate of what decoding allocates per patch with ``model`` (the float
+    ResNet VAE; its exact network has its shape) in inference mode ``inference``.
+
+    Measured (``python benchmarks/bench_decode_memory.py``, 2-core CPU, one torch thread): the
+    peak resident memory one decode of a batch of B patches adds, its network N patches at a
+    time, over the process after loading torch, the model and the coder (MB)::
+
+        model        inference   B=1  B=16  B=64  B=64,N=16  B=256  B=256,N=16
+        mnist-nz8    exact      14.7  43.4  193.5      65.8   780.3        93.8
+        mnist-nz8    float32    14.6  17.7   40.9         -   150.6           -
+        cifar10-nz8  exact      14.4  13.8  128.8      16.6   380.0       128.2
+        cifar10-nz8  float32    14.3  14.5   31.9         -   227.3           -
+
+    Per patch (slopes between the batch sizes): the exact network 2.86 MB (mnist-nz8, 46 bytes
+    per value of its 61 x 32 x 32 feature map) and 1.05-2.3 MB (cifar10-nz8, 16-36 bytes per
+    value of 64 x 32 x 32); the coder 0.15 MB (mnist-nz8, 48 bytes per coded value) and 0.58 MB
+    (cifar10-nz8, 30 bytes per value); the float32 network and its coder together 0.57 MB
+    (mnist-nz8) and 1.02 MB (cifar10-nz8), so about 7 bytes per feature-map value for the
+    network. Loading the coder (latent bins, coding tables, the exact network) added 55 MB
+    (mnist-nz8 float32), 120 MB (exact), 439 MB (cifar10-nz8 float32) and 661 MB (exact), for
+    bins of 34 and 269 MB (:func:`bins_bytes`); :func:`coder_bytes` estimates 99, 165, 569 and
+    870 MB. Torch and the float model (about 250-300 MB) are not counted: they are there before
+    a file is read. The batch estimates for the measured batches: mnist-nz8 exact 3.3, 52, 209,
+    59, 837 and 88 MB, float32 0.9, 14, 57 and 230 MB; cifar10-nz8 exact 4.2, 67, 270, 112,
+    1078 and 292 MB, float32 1.7, 28, 110 and 440 MB (the fixed 14-15 MB of a decode is in the
+    coder's estimate).
+    """
+    costs = DECODER_COSTS[inference]
     width = int(getattr(getattr(model, "config", None), "width", 64))
     _, h, w = model.x_shape
-    return 12 * width * h * w * 4
+    values = int(np.prod(model.x_shape)) + int(model.nz) * int(np.prod(model.z_shape))
+    return PatchBytes(math.ceil(costs.network_per_value * width * h * w), math.ceil(costs.coder_per_value * values))
+
+
+def batch_bytes(model, inference: int, batch: int, network_batch: int) -> int:
+    """Bytes a decoder allocates for a coding batch of ``batch`` patches whose network runs
+    ``network_batch`` patches at a time (the float32 network runs the whole batch)."""
+    per = decode_bytes_per_patch(model, inference)
+    return min(batch, network_batch) * per.network + batch * per.coder
 
 
 def bins_bytes(header: Header, model) -> int:
-    """Memory of latent bins for the header's settings: edges and centres, float64, for
+    """Memory of latent bins for the header's settings: edges and centres, 8 bytes each, for
     every dimension of every latent layer (16 GB for cifar10-nz8 at quantbits 16)."""
     return header.nz * int(np.prod(model.z_shape)) * ((2 << header.quantbits) + 1) * 8
 
 
-def decode_memory(c: Container, model_patch_bytes: int = 0, bins_nbytes: int = 0) -> int:
-    """Bytes decompress allocates for ``c``: the decoded patches and images, one network
-    batch, the latent bins."""
+def coder_bytes(header: Header, model) -> int:
+    """Bytes loading the coder of a file allocates: its latent bins and their coding tables
+    (and the exact network), see :data:`DECODER_COSTS`."""
+    costs = DECODER_COSTS[header.inference]
+    return math.ceil(costs.bins_factor * bins_bytes(header, model)) + costs.fixed
+
+
+def decode_memory(c: Container, model=None, network_batch: int | None = None, bins_nbytes: int = 0) -> int:
+    """Bytes decompress allocates for ``c``: the decoded patches and images, then with
+    ``model`` its coder (:func:`coder_bytes`) and the largest coding batch of the file (see
+    :func:`_largest_batch`), its network ``network_batch`` patches at a time for an
+    exact-network file (None: the whole batch, as the float32 network always runs), and
+    ``bins_nbytes`` more for computing latent bins."""
     h = c.header
     out = sum(e.width * e.height * e.planes * 2 for e in h.images)     # planes, then the restored image
     mch = h.model_channels
-    patches = sum(_patch_count(e, mch) for e in c.model_coded) * mch * PATCH * PATCH
-    return out + patches + (min(h.batch, MAX_NETWORK_BATCH) * model_patch_bytes + bins_nbytes
-                            if c.model_coded else 0)
+    total = sum(_patch_count(e, mch) for e in c.model_coded)
+    nbytes = out + total * mch * PATCH * PATCH
+    if not total or model is None:
+        return nbytes
+    largest = _largest_batch(total, h.batch, c.version)
+    network = largest if network_batch is None or h.inference != fmt.INFERENCE_EXACT else network_batch
+    return nbytes + coder_bytes(h, model) + batch_bytes(model, h.inference, largest, network) + bins_nbytes
+
+
+def auto_network_batch(c: Container, model, limits: Limits) -> int:
+    """The network batch an exact-network file is decoded with by default: the largest (up to
+    :data:`MAX_NETWORK_BATCH` and the file's largest coding batch) whose decoding fits in
+    ``limits.max_memory_mb``, at least 1. Its integers do not depend on the grouping, so a
+    file compressed with large batches decodes in less memory."""
+    room = limits.max_memory_mb * 1e6 - decode_memory(c, model, network_batch=0)
+    per = decode_bytes_per_patch(model, fmt.INFERENCE_EXACT).network
+    return int(max(1, min(MAX_NETWORK_BATCH, room // per)))
 
 
 def check_decodable(c: Container, limits: Limits | None = None) -> None:
-    """The checks decompress makes before loading anything: sizes, inference mode, batch."""
+    """The checks decompress makes before loading anything: sizes, memory, coder fields, batch."""
     limits = limits or Limits()
     h = c.header
     limits.check([(e.width, e.height) for e in h.images], [e.name for e in h.images])
     limits.check_memory(decode_memory(c), "decoding this file")
+    if c.model_coded:
+        check_coding_fields(h)
     if c.model_coded and h.inference not in fmt.READ_INFERENCE:
         raise ContainerError(f"this file needs the {fmt.INFERENCE_NAMES[h.inference]} (inference mode "
                              f"{h.inference}), which this version of bitswap does not implement")
@@ -468,14 +648,16 @@ def check_decodable(c: Container, limits: Limits | None = None) -> None:
                              "batch, so it cannot be decoded in slices)")
 
 
-def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: int):
+def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: int | None):
     """The coder of an exact-network file: the shipped exact network and integer bins of the
-    model, checked against the digests the file records."""
+    model, checked against the digests the file records; its network runs ``network_batch``
+    patches at a time (None: :func:`auto_network_batch`)."""
     from .coders import Coder
     from .latent_models import ExactHierarchy
     h = c.header
-    # int64 activations and two float32 digit passes: about 3x the float network's memory
-    limits.check_memory(decode_memory(c, 3 * network_bytes_per_patch(model)), "decoding this file")
+    if network_batch is None:
+        network_batch = auto_network_batch(c, model, limits)
+    limits.check_memory(decode_memory(c, model, network_batch), "decoding this file")
     from . import intbins, zoo
     name = getattr(model, "name", None) or h.model_name
     try:
@@ -496,21 +678,22 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
 
 def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_bins: bool):
     """The coder of a float32-network file (versions 1-3): the model, checked against the
-    file's weights hash, with its latent bins (cached, or computed if allowed)."""
+    file's weights hash, with its latent bins (cached, or computed if allowed). Bins that are
+    not cached are refused as such before the memory check (raising the memory limit would
+    not help), computing them is checked with the memory they take."""
     from .coders import Coder
     h = c.header
     check_model(h, model)
-    per_patch = network_bytes_per_patch(model)
-    limits.check_memory(decode_memory(c, per_patch), "decoding this file")
     if bins is None:
         try:
             bins = get_bins(model, h.quantbits, h.strategy, compute=False)
         except LimitError:
             if not allow_new_bins:
                 raise
-            limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
+            limits.check_memory(decode_memory(c, model, bins_nbytes=bins_bytes(h, model)),
                                 "decoding this file (computing its latent bins)")
             bins = get_bins(model, h.quantbits, h.strategy)
+    limits.check_memory(decode_memory(c, model), "decoding this file")
     if bins.digest != h.bins_digest.hex():
         raise ChecksumMismatchError(
             f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
@@ -521,13 +704,14 @@ def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_
 
 def decompress(c: Container, model, *, device=None, limits: Limits | None = None, progress: bool = False,
                bins=None, allow_new_bins: bool = True,
-               network_batch: int = MAX_NETWORK_BATCH) -> list[tuple[ImageEntry, np.ndarray]]:
+               network_batch: int | None = None) -> list[tuple[ImageEntry, np.ndarray]]:
     """Decode a container with ``model`` (checked against its hash): [(entry, uint8 planes)].
 
     ``model`` may be None when no image is coded by the model. ``allow_new_bins=False``
     refuses (LimitError ``allow_new_bins``) to compute latent bins that are not cached.
     Files of the exact network run it at most ``network_batch`` patches at a time, whatever
-    batch they were coded with (its integers do not depend on the grouping)."""
+    batch they were coded with (its integers do not depend on the grouping); None picks the
+    largest that fits in ``limits`` (:func:`auto_network_batch`)."""
     from tqdm import tqdm
 
     from .ans import MessageExhausted
@@ -560,10 +744,10 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         try:
             msg.check_initial()
         except ValueError:
-            raise ChecksumMismatchError(CHECKSUM_MESSAGE + " [the ANS stream did not return to its initial "
-                                        "state]") from None
-    out, pos = [], 0
-    for e in h.images:
+            raise ChecksumMismatchError(checksum_message(h.inference) + " [the ANS stream did not return to "
+                                        "its initial state]") from None
+    out, pos, blobs = [], 0, c.classical_blobs()
+    for k, e in enumerate(h.images):
         if e.method == METHOD_MODEL:
             n = _patch_count(e, h.model_channels)
             units = _unit_count(e, h.model_channels)
@@ -576,7 +760,7 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
                 px = px[::3]
         else:
             try:
-                px = classical.decode(e.method, c.blob(e), e.mode, e.width, e.height, e.planes)
+                px = classical.decode(e.method, blobs[k], e.mode, e.width, e.height, e.planes)
             except ImageError as exc:
                 raise ContainerError(f"corrupt .bsw file ({e.name}: {exc})") from None
         px = np.ascontiguousarray(px)
@@ -589,15 +773,38 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         else:
             crc = pixel_checksum(e.mode, e.width, e.height, px.tobytes(), e.extra)
         if crc != e.checksum:
-            raise ChecksumMismatchError(f"{e.name}: {CHECKSUM_MESSAGE}" if e.method == METHOD_MODEL else
+            raise ChecksumMismatchError(f"{e.name}: {checksum_message(h.inference)}" if e.method == METHOD_MODEL else
                                         f"{e.name}: decoded pixels differ from the original (checksum "
                                         "mismatch): the file is corrupt")
         out.append((e, px))
     return out
 
 
+def coding_description(e: ImageEntry, mchannels: int) -> str:
+    """How a model-coded image was coded, from its mode and planes (``bitswap info``): e.g.
+    "directly", "RGB as 3 grey planes", "16-bit grey as 2 byte planes (high, low)",
+    "16-bit RGB as 2 RGB images (high bytes, low bytes)", "grey replicated to RGB"."""
+    c, p = e.channels, e.planes
+    colour = "RGB" if c == 3 else "grey"
+    if e.coding == CODING_DIRECT:
+        return "directly"
+    if e.wide and c == 3 and mchannels == 3:
+        split = f"16-bit RGB as {p // mchannels} RGB images (high bytes, low bytes)"
+    elif e.wide:
+        split = f"16-bit {colour} as {p} byte planes ({'high, low' if c == 1 else 'high bytes of R, G, B, then low'})"
+    else:
+        split = f"{colour} as {p} grey planes" if p > 1 else colour
+    if e.coding == CODING_REPLICATE:
+        return f"{split}, each replicated to RGB" if p > 1 else "grey replicated to RGB"
+    return split
+
+
 def describe(c: Container, nbytes: int | None = None) -> str:
     """A human-readable summary of a container: what ``bitswap info`` prints, the text of
-    :class:`bitswap.api.FileInfo` (``bitswap.info`` gives the same as data)."""
+    :class:`bitswap.api.FileInfo` (``bitswap.info`` gives the same as data). A file whose coder
+    fields disagree with what would decode it is refused (:func:`check_coding_fields`), as by
+    decompress."""
     from .api import file_info
+    if c.model_coded:
+        check_coding_fields(c.header)
     return str(file_info(c, nbytes))

@@ -644,3 +644,32 @@ def test_a_closed_pipe_ends_quietly(bsw):
     finally:
         os.close(w)
     assert p.returncode == 1 and p.stderr == "", p.stderr
+
+
+def test_decompress_of_many_images_syncs_the_folder_once(tmp_path, monkeypatch, capsys):
+    """Each decoded file is fsync'ed before its rename, the output folder once for all of them
+    (once per image made 65,536 images take minutes of fsyncs)."""
+    spec = importlib.util.spec_from_file_location("bench_many_images", ROOT / "benchmarks" / "bench_many_images.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bsw = _write(tmp_path / "many.bsw", mod.many_images_file(40))
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    rc, _, err = run(capsys, "decompress", bsw, "-o", tmp_path / "out", "-q")
+    assert rc == 0, err
+    assert len(list((tmp_path / "out").iterdir())) == 40 and len(synced) == 40 + 1
+
+
+def test_what_compress_writes_the_default_decompress_decodes(capsys, tmp_path):
+    """One 32x32 image compressed with --batch 256 by the exact network: the decoder runs one
+    patch at a time (the file has one), so the default memory limit is far from reached (it
+    was refused: the estimate took 256 patches of the exact network, 2303 MB). Compress checks
+    the same estimate: tests/test_images.py::test_compress_refuses_what_decompress_would_refuse."""
+    save_png(tmp_path / "p.png", smooth_image(32, 32, 1))
+    bsw = tmp_path / "p.bsw"
+    assert run(capsys, "compress", tmp_path / "p.png", "-o", bsw, "--model", "mnist-nz8", "--model-only",
+               "--batch", "256", "-q")[0] == 0
+    rc, _, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "-q")
+    assert rc == 0, err
+    assert same_image(tmp_path / "p.png", tmp_path / "dec" / "p.png")

@@ -219,7 +219,7 @@ def test_version_3_fields_round_trip():
     c = Container.from_bytes(data)
     assert c.header == h and c.blobs == [b"PNG!!", b"JXL"] and c.to_bytes() == data
     assert c.header.inference == 1 and [im.planes for im in c.header.images] == [6, 1, 2]
-    assert c.blob(c.header.images[2]) == b"JXL" and c.model_coded == [c.header.images[0]]
+    assert c.classical_blobs() == {1: b"PNG!!", 2: b"JXL"} and c.model_coded == [c.header.images[0]]
     with pytest.raises(ContainerError, match="lengths differ"):
         Container(h, _message(), 3, [b"PNG!", b"JXL"]).to_bytes()
 

@@ -345,3 +345,180 @@ def test_golden_files(bsw):
         want = lib.read_image(bsw.with_suffix("") / f"{e.name}.png")
         assert (e.mode, e.extra, e.icc) == (want.mode, want.extra, want.icc)
         np.testing.assert_array_equal(px, want.pixels)
+
+
+# --------------------------------------------------------------- files of many tiny images
+
+def _many_images_file(n: int) -> bytes:
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_many_images.py"
+    spec = importlib.util.spec_from_file_location("bench_many_images", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.many_images_file(n)
+
+
+def _python_calls(fn) -> int:
+    """Python-level calls (and returns) made while ``fn()`` runs: a count of work, not of time."""
+    import sys
+    count = 0
+
+    def profile(frame, event, arg):
+        nonlocal count
+        count += 1
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_many_classical_images_take_linear_work(monkeypatch):
+    """Reading, describing and decoding a file of n classically stored 1x1 images costs the same
+    work per image for n and 2n images (a lookup among all images per image made 65,536 of them
+    take 17 minutes), and no image entry is ever compared with another."""
+    from bitswap.container import ImageEntry
+    eq_calls = 0
+    real_eq = ImageEntry.__eq__
+
+    def counted_eq(self, other):
+        nonlocal eq_calls
+        eq_calls += 1
+        return real_eq(self, other)
+    monkeypatch.setattr(ImageEntry, "__eq__", counted_eq)
+
+    def work(data):
+        c = Container.from_bytes(data)
+        lib.describe(c, len(data))
+        out = lib.decompress(c, None)
+        assert len(out) == len(c.header.images)
+
+    small, large = _many_images_file(300), _many_images_file(600)
+    work(small)                                     # imports and caches outside the count
+    calls = [_python_calls(lambda d=d: work(d)) for d in (small, large)]
+    assert calls[1] < 2.1 * calls[0], calls
+    assert eq_calls == 0
+
+
+# ------------------------------------------------- header fields that decide how a file decodes
+
+GOLDEN_GREY = GOLDEN / "v3_exact_grey_bbans.bsw"
+
+
+def _golden_with(**fields) -> Container:
+    """The exact-network golden grey file with header fields changed (and its CRC recomputed)."""
+    c = Container.from_bytes(GOLDEN_GREY.read_bytes())
+    return Container.from_bytes(Container(replace(c.header, **fields), c.payload, c.version, c.blobs).to_bytes())
+
+
+@pytest.mark.parametrize("fields,needle", [
+    ({"precision": 31}, r"corrupt \.bsw file \(ANS precision 31 outside 11\.\.30 for 10-bit latent bins and the "
+                        r"exact integer network\)"),
+    ({"precision": 7, "quantbits": 6}, r"corrupt \.bsw file \(ANS precision 7 outside 8\.\.30"),
+    ({"quantbits": 5}, r"corrupt \.bsw file \(quantbits: its header says 5-bit latent bins, its bins digest "
+                       r"names the 10-bit bins it decodes with\)"),
+    ({"strategy": "adaptive"}, r"corrupt \.bsw file \(bins strategy: its header says adaptive"),
+])
+def test_exact_header_fields_that_disagree_with_the_decoder_are_corruption(mnist, fields, needle):
+    """Fields the container's range checks accept but the exact path cannot honour: the
+    integer codecs' precision limit, and quantbits / strategy other than those of the bins the
+    digest names (which the file would silently decode with). decompress and info both call
+    such a file corrupt, naming the field."""
+    c = _golden_with(**fields)
+    with pytest.raises(lib.ContainerError, match=needle):
+        lib.describe(c)
+    with pytest.raises(lib.ContainerError, match=needle):
+        lib.decompress(c, mnist)
+
+
+def test_compress_never_writes_a_precision_decompress_refuses(mnist, grey):
+    src = lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")
+    with pytest.raises(ValueError, match="ANS precision 31 outside 11..30 for 10-bit latent bins and the exact"):
+        lib.compress([src], mnist, precision=31, fallback=False)
+    model, bins = grey
+    with pytest.raises(ValueError, match="ANS precision 7 outside 8..31"):
+        lib.compress([src], model, bins=replace(bins, quantbits=4), precision=7, fallback=False)
+    res = lib.compress([src], model, bins=bins, precision=31, fallback=False)     # float32: 31 is fine
+    (_, px), = lib.decompress(Container.from_bytes(res.data), model, bins=bins)
+    np.testing.assert_array_equal(px, src.pixels)
+
+
+def test_a_damaged_exact_file_is_called_corrupt(mnist):
+    """The exact network computes the same everywhere: a checksum mismatch means a damaged
+    file, not other hardware (float32 files keep that wording, test_wrong_model_bins_and_checksum)."""
+    c = Container.from_bytes(GOLDEN_GREY.read_bytes())
+    e = c.header.images[0]
+    bad = _golden_with(images=[replace(e, checksum=e.checksum ^ 1)])
+    with pytest.raises(lib.ChecksumMismatchError, match=r"digits: decoded pixels differ from the original "
+                       r"\(checksum mismatch\): the file is corrupt") as info:
+        lib.decompress(bad, mnist)
+    assert "hardware" not in str(info.value)
+
+
+def test_info_says_how_each_image_was_coded(grey, rgb):
+    """16-bit images are coded as byte planes, not as "RGB as 3 grey planes"."""
+    from bitswap.container import ImageEntry
+    cases = [
+        (1, ImageEntry(5, 4, "I;16", CODING_PLANES, 0, "g16", wide=True), "16-bit grey as 2 byte planes (high, low)"),
+        (1, ImageEntry(5, 4, "RGB;16", CODING_PLANES, 0, "c16", wide=True),
+         "16-bit RGB as 6 byte planes (high bytes of R, G, B, then low)"),
+        (1, ImageEntry(5, 4, "RGB", CODING_PLANES, 0, "c8"), "RGB as 3 grey planes"),
+        (1, ImageEntry(5, 4, "L", CODING_DIRECT, 0, "g8"), "directly"),
+        (3, ImageEntry(5, 4, "RGB;16", CODING_PLANES, 0, "c16", wide=True),
+         "16-bit RGB as 2 RGB images (high bytes, low bytes)"),
+        (3, ImageEntry(5, 4, "L", CODING_REPLICATE, 0, "g8"), "grey replicated to RGB"),
+        (3, ImageEntry(5, 4, "I;16", CODING_REPLICATE, 0, "g16", wide=True),
+         "16-bit grey as 2 byte planes (high, low), each replicated to RGB"),
+    ]
+    files = {ch: lib.compress([lib.SourceImage(smooth_image(4, 5, 1)[None], name="x")], m, bins=b,
+                              fallback=False).container for ch, (m, b) in ((1, grey), (3, rgb))}
+    for channels, entry, want in cases:
+        c = files[channels]
+        text = lib.describe(Container.from_bytes(Container(replace(c.header, images=[entry]), c.payload).to_bytes()))
+        line = next(t for t in text.splitlines() if t.startswith(f"  {entry.name}:"))
+        assert f"{entry.mode}, coded {want}, pixel crc32" in line, line
+
+
+def test_decode_memory_counts_what_the_decoder_runs_at_once(mnist):
+    """The estimate takes the patches the decoder codes at once (never more than the file has,
+    nor than the largest batch of its coding order) and, for the exact network, the network
+    batch it runs; by default decompress picks the largest network batch that fits."""
+    from bitswap.container import INFERENCE_EXACT, ImageEntry
+    per = lib.decode_bytes_per_patch(mnist, INFERENCE_EXACT)
+
+    def file(w, h, batch):
+        return _golden_with(images=[ImageEntry(w, h, "L", CODING_DIRECT, 0, "x")], batch=batch)
+    one = file(32, 32, 256)                                       # one patch, coded with --batch 256
+    assert lib.decode_memory(one, mnist) == lib.decode_memory(one, mnist, 1) == \
+        lib.decode_memory(one, mnist, 0) + per.network
+    assert lib.decode_memory(one, mnist) < 300e6
+    hundred = file(320, 320, 64)                                  # 100 patches: batches 1..13, then 9
+    assert lib._largest_batch(100, 64) == 13
+    assert lib.decode_memory(hundred, mnist) - lib.decode_memory(hundred, mnist, 0) == 13 * per.network
+    big = file(10000, 6000, 1024)                                 # 58,844 patches: largest batch 342
+    limits = lib.Limits(max_memory_mb=800)
+    n = lib.auto_network_batch(big, mnist, limits)
+    assert lib._largest_batch(58844, 1024) == 342 and 1 < n < 342
+    assert lib.decode_memory(big, mnist, n) <= 800e6 < lib.decode_memory(big, mnist, n + 1)
+    with pytest.raises(lib.LimitError, match="more than the memory limit of 800 MB") as info:
+        lib.decompress(big, mnist, limits=limits, network_batch=342)
+    assert info.value.setting == "max_memory"
+
+
+def test_compress_refuses_what_decompress_would_refuse(grey):
+    """compress checks the decoder's memory estimate of the file it writes under its own limits
+    (the same defaults as decompress): what it writes, decompress decodes."""
+    model, bins = grey
+    src = lib.SourceImage(smooth_image(40, 40, 1)[None], name="x")
+    res = lib.compress([src], model, bins=bins, fallback=False)
+    need = lib.decode_memory(res.container, model)
+    half = lib.Limits(max_memory_mb=need / 2e6)
+    with pytest.raises(lib.LimitError, match="decompress would refuse this file under the same memory limit: "
+                       "decoding it needs about") as info:
+        lib.compress([src], model, bins=bins, fallback=False, limits=half)
+    assert info.value.setting == "max_memory"
+    lib.decompress(res.container, model, bins=bins, limits=lib.Limits(max_memory_mb=need / 1e6))
+    # with the fallback the file is judged as written: this one stores the image as PNG
+    stored = lib.compress([src], model, bins=bins, limits=half)
+    assert stored.container.payload == b"" and len(lib.decompress(stored.container, None, limits=half)) == 1
