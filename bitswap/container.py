@@ -58,8 +58,42 @@ Version 3 (written by this program) keeps every field above and adds:
   classical encodings follow the ANS message, in image order, before the final CRC;
 - the pixel checksum (pixel_checksum_v3) covers the samples as the image file holds them.
 
-Nothing may follow the final CRC. A file decodes only with the model whose weights hash
-matches and with bins whose digest matches: the reader checks both (:mod:`bitswap.images`).
+Version 4 (written by this program; versions 1-3 are read) names the coding model by one
+digest and codes translucent alpha::
+
+    14      H     header:
+                    u8   model name length N (0..255), then N bytes UTF-8 model name. N is 0
+                         exactly when no image (and no alpha plane) is coded by the model: such a
+                         file carries no model identity and no coder settings. Else:
+                    32B  coding-model digest (bitswap.zoo.CodingModel.digest: the exact integer
+                         network, the integer latent bins and the model kind, hashed together)
+                    u8   model input channels (1 or 3)
+                    u8   nz (1..64)
+                    u8   bins strategy (0 quantile, 1 uniform, 2 adaptive)
+                    u8   quantbits (1..16)
+                         (these four locate and check the coding model the digest names)
+                    u8   flags: bit 0 = Bit-Swap (else BB-ANS); other bits must be 0
+                    u8   ANS precision (quantbits+1..31)
+                    u32  lanes, u32 patches per network batch, u64 seed of the initial bits
+                    u32  image count (1..65536)
+                    per image: as version 3 (modes 9 ``LA;16`` and 10 ``RGBA;16`` added), then
+                      u8   alpha: how an alpha channel is stored: 255 absent (no alpha channel,
+                           or a fully opaque one, restored opaque), 254 inside the image's own
+                           classical encoding (method 1-3 only), 0 coded by the model as one more
+                           grey plane (two for 16-bit) after the image's colour planes, 1-3 a
+                           classical encoding of the alpha plane alone
+                      u64  length of that classical encoding (0 unless alpha is 1-3)
+    14+H    8     u64 payload length L (0 exactly when nothing is coded by the model)
+    22+H    L     ANS message, version 2 (seeded heads; see bitswap.ans)
+    ...           the classical encodings in image order (an image's colour, then its alpha)
+    end-4   4     CRC-32 of every byte before it
+
+- the pixel checksum (:func:`pixel_checksum_v4`) covers the image's name too, so a changed name
+  is a corrupt file even with the file's CRC recomputed.
+
+Nothing may follow the final CRC. A file decodes only with the coding model (versions 1-3:
+the model weights or exact network, and the latent bins) its header names by digest: the
+reader checks (:mod:`bitswap.images`).
 """
 
 from __future__ import annotations
@@ -72,13 +106,18 @@ from dataclasses import dataclass, field
 from .errors import FormatError
 
 MAGIC = b"\x89BSW\r\n\x1a\n"
-VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 
-# Original modes the coder can restore exactly (code -> mode). RGB;16 is version 3 only.
-MODES = {1: "L", 2: "RGB", 3: "1", 4: "LA", 5: "RGBA", 6: "P", 7: "I;16", 8: "RGB;16"}
+# Original modes the coder can restore exactly (code -> mode). RGB;16 is version 3 and later,
+# LA;16 and RGBA;16 version 4.
+MODES = {1: "L", 2: "RGB", 3: "1", 4: "LA", 5: "RGBA", 6: "P", 7: "I;16", 8: "RGB;16", 9: "LA;16", 10: "RGBA;16"}
 MODE_CODES = {m: c for c, m in MODES.items()}
-WIDE_MODES = ("I;16", "RGB;16")      # 16-bit samples: two byte planes per channel in version 3
+WIDE_MODES = ("I;16", "RGB;16", "LA;16", "RGBA;16")   # 16-bit samples: two byte planes per channel
+ALPHA_MODES = ("LA", "RGBA", "LA;16", "RGBA;16")
+MODE_VERSIONS = {"RGB;16": 3, "LA;16": 4, "RGBA;16": 4}  # the first version with the mode (else 1)
+# How a version 4 image's alpha channel is stored (besides METHOD_*).
+ALPHA_ABSENT, ALPHA_IN_IMAGE = 255, 254
 
 # How the network computes on the coding path (version 3 header field).
 INFERENCE_FLOAT32, INFERENCE_EXACT = 0, 1
@@ -105,11 +144,13 @@ MAX_IMAGES = 1 << 16
 MAX_LANES = 1 << 16
 MAX_BATCH = 1 << 16
 MAX_EXTRA = 1024
-MAX_HEADER = 64 + 255 + MAX_IMAGES * (18 + 255 + 2 + MAX_EXTRA + 14 + 9 * MAX_COSTS) + MAX_ICC
+MAX_HEADER = 64 + 255 + MAX_IMAGES * (18 + 255 + 2 + MAX_EXTRA + 14 + 9 * MAX_COSTS + 9) + MAX_ICC
 MAX_PAYLOAD = 1 << 40
 
 _PREFIX = struct.Struct("<8sHI")
 _FIXED = struct.Struct("<BBBBBBIIQ32s32s")
+_MODEL4 = struct.Struct("<32sBBBBBBIIQ")      # version 4, after the model name
+_ALPHA = struct.Struct("<BQ")
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -139,6 +180,15 @@ def pixel_checksum_v3(mode: str, width: int, height: int, samples: bytes, extra:
     return zlib.crc32(samples, zlib.crc32(bytes(icc), zlib.crc32(bytes(extra), crc)))
 
 
+def pixel_checksum_v4(name: str, mode: str, width: int, height: int, samples: bytes, extra: bytes = b"",
+                      icc: bytes = b"") -> int:
+    """Version 4: :func:`pixel_checksum_v3` preceded by the image's name (UTF-8) and a NUL, so a
+    renamed image is a damaged file, not a different one."""
+    head = zlib.crc32(name.encode("utf-8") + b"\0")
+    crc = zlib.crc32(f"{mode}:{width}x{height};".encode(), head)
+    return zlib.crc32(samples, zlib.crc32(bytes(icc), zlib.crc32(bytes(extra), crc)))
+
+
 def safe_name(name: str) -> bool:
     """A non-empty stem that can be used as a file name inside the output folder (decompress
     writes ``{name}.png``)."""
@@ -160,25 +210,35 @@ class ImageEntry:
     blob_length: int = 0                  # bytes of the classical encoding (method != model)
     costs: dict = field(default_factory=dict)   # method -> bytes measured when compressing
     wide: bool = False        # version 3 16-bit modes: coded as high then low byte planes
+    alpha: int = ALPHA_ABSENT             # version 4: how the alpha channel is stored
+    alpha_length: int = 0                 # version 4: bytes of the alpha's classical encoding
 
     @property
     def channels(self) -> int:
-        """Colour channels of the image as coded (1 grey, 3 RGB)."""
+        """Colour channels of the image as coded (1 grey, 3 RGB), alpha not counted."""
         if self.mode == "P":
             return self.extra[0] if self.extra else 0
-        return 3 if self.mode in ("RGB", "RGBA", "RGB;16") else 1
+        return 3 if self.mode in ("RGB", "RGBA", "RGB;16", "RGBA;16") else 1
 
     @property
     def planes(self) -> int:
-        """uint8 planes of the image as coded: channels, twice that for 16-bit samples."""
+        """uint8 colour planes of the image as coded: channels, twice that for 16-bit samples."""
         return self.channels * (2 if self.wide else 1)
+
+    @property
+    def alpha_planes(self) -> int:
+        """uint8 planes of a separately stored alpha channel (0 when it is not stored alone)."""
+        if self.alpha in (ALPHA_ABSENT, ALPHA_IN_IMAGE):
+            return 0
+        return 2 if self.wide else 1
 
 
 @dataclass
 class Header:
-    model_name: str
-    model_hash: bytes         # 32 bytes
-    bins_digest: bytes        # 32 bytes
+    model_name: str           # version 4: "" when nothing is coded by the model
+    model_hash: bytes         # 32 bytes; versions 1-3: the weights' SHA-256 or the exact network's
+    bins_digest: bytes        # digest, and the latent bins' digest; version 4: the coding
+                              # model's digest in model_hash (bins_digest unused, zeros)
     bitswap: bool
     nz: int
     quantbits: int
@@ -205,20 +265,25 @@ class Container:
         if self.version not in READ_VERSIONS:
             raise ContainerError(f"invalid .bsw version {self.version}")
         _validate_header(h, self.version)
-        v3 = self.version >= 3
-        if v3 and len(self.blobs) != sum(im.method != METHOD_MODEL for im in h.images):
-            raise ContainerError("invalid .bsw container: one classical encoding per classically coded image")
-        if v3 and [len(b) for b in self.blobs] != [im.blob_length for im in h.images if im.method]:
-            raise ContainerError("invalid .bsw container: classical encoding lengths differ from the header")
+        v3, v4 = self.version >= 3, self.version >= 4
+        if v3 and [len(b) for b in self.blobs] != blob_lengths(h.images):
+            raise ContainerError("invalid .bsw container: the classical encodings differ from the header's list")
         if not v3 and self.blobs:
             raise ContainerError(f"invalid .bsw container: version {self.version} has no classical encodings")
-        parts = [_FIXED.pack(int(bool(h.bitswap)), h.nz, h.quantbits, STRATEGY_CODES[h.strategy],
-                             h.precision, h.model_channels, h.lanes, h.batch, h.seed,
-                             h.model_hash, h.bins_digest)]
-        if v3:
-            parts.append(_U8.pack(h.inference))
         name = h.model_name.encode("utf-8")
-        parts += [_U8.pack(len(name)), name, _U32.pack(len(h.images))]
+        if v4:
+            parts = [_U8.pack(len(name)), name]
+            if name:
+                parts.append(_MODEL4.pack(h.model_hash, h.model_channels, h.nz, STRATEGY_CODES[h.strategy],
+                                          h.quantbits, int(bool(h.bitswap)), h.precision, h.lanes, h.batch, h.seed))
+            parts.append(_U32.pack(len(h.images)))
+        else:
+            parts = [_FIXED.pack(int(bool(h.bitswap)), h.nz, h.quantbits, STRATEGY_CODES[h.strategy],
+                                 h.precision, h.model_channels, h.lanes, h.batch, h.seed,
+                                 h.model_hash, h.bins_digest)]
+            if v3:
+                parts.append(_U8.pack(h.inference))
+            parts += [_U8.pack(len(name)), name, _U32.pack(len(h.images))]
         for im in h.images:
             n = im.name.encode("utf-8")
             parts += [_IMAGE.pack(im.width, im.height, MODE_CODES[im.mode], im.coding, im.checksum),
@@ -227,6 +292,8 @@ class Container:
                 parts += [_U32.pack(len(im.icc)), bytes(im.icc), _U8.pack(im.method), _U64.pack(im.blob_length),
                           _U8.pack(len(im.costs))]
                 parts += [_COST.pack(m, min(b, (1 << 64) - 1)) for m, b in sorted(im.costs.items())]
+            if v4:
+                parts.append(_ALPHA.pack(im.alpha, im.alpha_length))
         body = b"".join(parts)
         out = b"".join([_PREFIX.pack(MAGIC, self.version, len(body)), body,
                         _U64.pack(len(self.payload)), bytes(self.payload), *map(bytes, self.blobs)])
@@ -250,15 +317,15 @@ class Container:
 
     @property
     def model_coded(self) -> list[ImageEntry]:
-        """The images coded by the model (all of them before version 3)."""
-        return [im for im in self.header.images if im.method == METHOD_MODEL]
+        """The images with anything coded by the model: their colour planes (all of them before
+        version 3) or, version 4, their alpha plane."""
+        return [im for im in self.header.images if im.method == METHOD_MODEL or im.alpha == METHOD_MODEL]
 
-    def classical_blobs(self) -> dict[int, bytes]:
-        """Image position -> its classical encoding (version 3), for every classically coded
-        image. Built once, by position, in one pass: a file may hold 65,536 images, and
+    def classical_blobs(self) -> dict[tuple[int, str], bytes]:
+        """(image position, ``"image"`` or ``"alpha"``) -> its classical encoding (version 3
+        and later). Built once, by position, in one pass: a file may hold 65,536 images, and
         looking each one up among all the others made decoding quadratic in their number."""
-        positions = [k for k, im in enumerate(self.header.images) if im.method != METHOD_MODEL]
-        return dict(zip(positions, self.blobs))
+        return dict(zip(blob_keys(self.header.images), self.blobs))
 
     # ----------------------------------------------------------------- read
     @classmethod
@@ -283,10 +350,11 @@ class Container:
         off = _PREFIX.size + hlen
         (plen,) = _U64.unpack_from(data, off)
         off += _U64.size
-        lengths = [im.blob_length for im in header.images if im.method != METHOD_MODEL]
+        lengths = blob_lengths(header.images)
         if plen > MAX_PAYLOAD or off + plen + sum(lengths) + _U32.size != len(data):
             raise ContainerError("corrupt .bsw file (payload length does not match the file size)")
-        if version >= 3 and (plen == 0) != all(im.method != METHOD_MODEL for im in header.images):
+        model_coded = any(im.method == METHOD_MODEL or im.alpha == METHOD_MODEL for im in header.images)
+        if version >= 3 and (plen == 0) == model_coded:
             raise ContainerError("corrupt .bsw file (an ANS message is present exactly when an image "
                                  "is coded by the model)")
         payload, off = data[off: off + plen], off + plen
@@ -297,6 +365,23 @@ class Container:
         return cls(header, payload, version, blobs)
 
 
+def blob_keys(images: list[ImageEntry]) -> list[tuple[int, str]]:
+    """(position, part) of every classical encoding of a file, in their order: per image its
+    own encoding, then its alpha plane's."""
+    keys = []
+    for k, im in enumerate(images):
+        if im.method != METHOD_MODEL:
+            keys.append((k, "image"))
+        if im.alpha not in (ALPHA_ABSENT, ALPHA_IN_IMAGE, METHOD_MODEL):
+            keys.append((k, "alpha"))
+    return keys
+
+
+def blob_lengths(images: list[ImageEntry]) -> list[int]:
+    """The lengths the header gives the classical encodings, in :func:`blob_keys`' order."""
+    return [images[k].blob_length if part == "image" else images[k].alpha_length for k, part in blob_keys(images)]
+
+
 def _validate_header(h: Header, version: int = VERSION) -> None:
     """Raise ContainerError unless every field is within the format's bounds."""
     def need(cond, what):
@@ -304,6 +389,19 @@ def _validate_header(h: Header, version: int = VERSION) -> None:
             raise ContainerError(f"invalid .bsw header: {what}")
 
     name = h.model_name.encode("utf-8") if isinstance(h.model_name, str) else b""
+    if version >= 4 and not name:          # nothing coded by the model: no model, no coder fields
+        need(1 <= len(h.images) <= MAX_IMAGES, f"image count {len(h.images)} outside 1..{MAX_IMAGES}")
+        need(not any(im.method == METHOD_MODEL or im.alpha == METHOD_MODEL for im in h.images),
+             "an image is coded by the model, yet the file names no model")
+        names = set()
+        for k, im in enumerate(h.images):
+            problem = _image_problem(k, im, 0, version, names)
+            need(problem is None, problem)
+            names.add(im.name)
+        return
+    if version >= 4:
+        need(any(im.method == METHOD_MODEL or im.alpha == METHOD_MODEL for im in h.images),
+             "a model is named, yet nothing is coded by it")
     need(1 <= len(name) <= 255 and "\x00" not in h.model_name, "model name must be 1..255 bytes")
     need(isinstance(h.model_hash, bytes) and len(h.model_hash) == 32, "model hash must be 32 bytes")
     need(isinstance(h.bins_digest, bytes) and len(h.bins_digest) == 32, "bins digest must be 32 bytes")
@@ -316,7 +414,7 @@ def _validate_header(h: Header, version: int = VERSION) -> None:
     need(1 <= h.batch <= MAX_BATCH, f"batch={h.batch} outside 1..{MAX_BATCH}")
     need(0 <= h.seed < (1 << 63), "seed outside [0, 2**63)")
     need(1 <= len(h.images) <= MAX_IMAGES, f"image count {len(h.images)} outside 1..{MAX_IMAGES}")
-    need(version >= 3 or h.inference == INFERENCE_FLOAT32, "inference mode needs version 3")
+    need(version == 3 or h.inference == INFERENCE_FLOAT32, "inference mode is a version 3 field")
     need(h.inference in INFERENCE_NAMES, f"unknown inference mode {h.inference}")
     names = set()
     for k, im in enumerate(h.images):
@@ -332,7 +430,7 @@ def _image_problem(k: int, im: ImageEntry, m: int, version: int, names: set) -> 
     took longer than parsing the header."""
     if not (1 <= im.width <= MAX_SIDE and 1 <= im.height <= MAX_SIDE):
         return f"image {k} size {im.width}x{im.height} outside 1..{MAX_SIDE}"
-    if im.mode not in MODE_CODES:
+    if im.mode not in MODE_CODES or MODE_VERSIONS.get(im.mode, 1) > version:
         return f"image {k} has unknown mode {im.mode!r}"
     if im.coding not in CODINGS:
         return f"image {k} has unknown coding {im.coding}"
@@ -348,7 +446,7 @@ def _image_problem(k: int, im: ImageEntry, m: int, version: int, names: set) -> 
         if not (len(im.extra) >= 2 and im.extra[0] in (1, 3) and (len(im.extra) - 1) % im.extra[0] == 0
                 and (len(im.extra) - 1) // im.extra[0] <= 256):
             return f"image {k}: malformed palette"
-    elif version >= 3 and im.mode in ("L", "RGB", "I;16", "RGB;16"):
+    elif version >= 3 and im.mode in ("L", "RGB", "I;16", "RGB;16"):        # tRNS colour key
         if len(im.extra) not in (0, 2 * im.channels):
             return f"image {k}: malformed transparency key"
         if im.mode not in WIDE_MODES and any(im.extra[0::2]):
@@ -368,6 +466,9 @@ def _image_problem(k: int, im: ImageEntry, m: int, version: int, names: set) -> 
             return f"image {k}: classical encoding too long"
         if len(im.costs) > MAX_COSTS or not all(c in METHODS for c in im.costs):
             return f"image {k}: malformed cost list"
+        problem = _alpha_problem(k, im, m, version)
+        if problem is not None:
+            return problem
         if im.method != METHOD_MODEL:
             return None if im.coding == CODING_DIRECT else f"image {k}: a classically coded image has coding 0"
     elif im.wide or im.mode == "RGB;16" or im.icc or im.method != METHOD_MODEL or im.costs:
@@ -385,6 +486,28 @@ def _image_problem(k: int, im: ImageEntry, m: int, version: int, names: set) -> 
     if im.coding == CODING_PLANES:
         return None if c == 3 and m == 1 else f"image {k}: plane coding needs an RGB image and a 1-channel model"
     return None if c == 1 and m == 3 else f"image {k}: replicated coding needs a grey image and a 3-channel model"
+
+
+def _alpha_problem(k: int, im: ImageEntry, m: int, version: int) -> str | None:
+    """What is wrong with the alpha fields of image ``k`` (version 4), or None."""
+    if version < 4:
+        return None if (im.alpha, im.alpha_length) == (ALPHA_ABSENT, 0) else f"image {k}: alpha is a version 4 field"
+    if im.alpha == ALPHA_ABSENT:
+        return None if im.alpha_length == 0 else f"image {k}: an absent alpha with a length"
+    if im.mode not in ALPHA_MODES:
+        return f"image {k}: alpha stored for a mode-{im.mode} image"
+    if im.alpha == ALPHA_IN_IMAGE:
+        ok = im.method != METHOD_MODEL and im.alpha_length == 0
+        return None if ok else f"image {k}: alpha inside the image needs a classical image encoding"
+    if im.alpha not in METHODS:
+        return f"image {k} has unknown alpha method {im.alpha}"
+    if (im.alpha == METHOD_MODEL) != (im.alpha_length == 0):
+        return f"image {k}: alpha encoding length {im.alpha_length} does not match its method"
+    if im.alpha_length > MAX_PAYLOAD:
+        return f"image {k}: alpha encoding too long"
+    if im.alpha == METHOD_MODEL and m not in (1, 3):
+        return f"image {k}: alpha coded by the model of a file without one"
+    return None
 
 
 def _parse_header(buf: bytes, version: int = VERSION) -> Header:
@@ -412,16 +535,26 @@ def _parse_header(buf: bytes, version: int = VERSION) -> Header:
         except UnicodeDecodeError:
             raise ContainerError(f"corrupt .bsw file ({what} is not UTF-8)") from None
 
-    flags, nz, qb, strat, prec, mch, lanes, batch, seed, mhash, bdigest = take(_FIXED)
-    (inference,) = take(_U8) if version >= 3 else (INFERENCE_FLOAT32,)
-    if inference not in INFERENCE_NAMES:
-        raise ContainerError(f"corrupt .bsw file (unknown inference mode {inference})")
+    if version >= 4:
+        (nlen,) = take(_U8)
+        model_name = text(take_bytes(nlen), "model name")
+        inference, bdigest = INFERENCE_FLOAT32, bytes(32)
+        if nlen:
+            mhash, mch, nz, strat, qb, flags, prec, lanes, batch, seed = take(_MODEL4)
+        else:          # nothing is coded by the model: no coder fields
+            mhash, mch, nz, strat, qb, flags, prec, lanes, batch, seed = bytes(32), 1, 1, 1, 1, 1, 2, 1, 1, 0
+    else:
+        flags, nz, qb, strat, prec, mch, lanes, batch, seed, mhash, bdigest = take(_FIXED)
+        (inference,) = take(_U8) if version >= 3 else (INFERENCE_FLOAT32,)
+        if inference not in INFERENCE_NAMES:
+            raise ContainerError(f"corrupt .bsw file (unknown inference mode {inference})")
     if flags & ~1:
         raise ContainerError(f"corrupt .bsw file (unknown flags 0x{flags:02x})")
     if strat not in STRATEGY_NAMES:
         raise ContainerError(f"corrupt .bsw file (unknown bins strategy code {strat})")
-    (nlen,) = take(_U8)
-    model_name = text(take_bytes(nlen), "model name")
+    if version < 4:
+        (nlen,) = take(_U8)
+        model_name = text(take_bytes(nlen), "model name")
     (count,) = take(_U32)
     if not 1 <= count <= MAX_IMAGES:
         raise ContainerError(f"corrupt .bsw file (image count {count} outside 1..{MAX_IMAGES})")
@@ -450,6 +583,8 @@ def _parse_header(buf: bytes, version: int = VERSION) -> Header:
             if len(entry.costs) != ncost:
                 raise ContainerError(f"corrupt .bsw file (image {k} lists a cost twice)")
             entry.wide = entry.mode in WIDE_MODES
+        if version >= 4:
+            entry.alpha, entry.alpha_length = take(_ALPHA)
         images.append(entry)
     if pos != len(buf):
         raise ContainerError("corrupt .bsw file (header length does not match its fields)")

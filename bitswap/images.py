@@ -131,12 +131,14 @@ def check_coding_fields(h: Header) -> None:
 def shipped_bins_settings(h: Header) -> tuple[int, str] | None:
     """(quantbits, strategy) of the shipped integer latent bins whose digest an exact-network
     file records (from their manifest: no model is loaded), or None when none is shipped here."""
-    from . import intbins
+    from . import zoo
     if h.inference != fmt.INFERENCE_EXACT:
         return None
-    for entry in intbins.shipped_manifest().values():
-        if entry.get("digest") == h.bins_digest.hex() and "quantbits" in entry and "strategy" in entry:
-            return int(entry["quantbits"]), str(entry["strategy"])
+    for entry in zoo.manifest().values():
+        for key, rec in entry.get("bins", {}).items():
+            if rec.get("digest") == h.bins_digest.hex():
+                strategy, _, quantbits = key.rpartition("-")
+                return int(quantbits), strategy
     return None
 
 
@@ -397,7 +399,7 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
              quantbits: int = DEFAULT_QUANTBITS, strategy: str = DEFAULT_FILE_STRATEGY,
              precision: int = DEFAULT_PRECISION, lanes: int | None = None, batch: int = DEFAULT_BATCH,
              seed: int = DEFAULT_SEED, device=None, limits: Limits | None = None,
-             progress: bool = False, bins=None, format_version: int = fmt.VERSION,
+             progress: bool = False, bins=None, format_version: int = 3,
              fallback: bool = True, inference: str | None = None) -> Result:
     """Compress ``images`` with ``model`` into one .bsw container (see the module docstring).
 
@@ -760,7 +762,7 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
                 px = px[::3]
         else:
             try:
-                px = classical.decode(e.method, blobs[k], e.mode, e.width, e.height, e.planes)
+                px = classical.decode(e.method, blobs[(k, "image")], e.mode, e.width, e.height, e.planes)
             except ImageError as exc:
                 raise ContainerError(f"corrupt .bsw file ({e.name}: {exc})") from None
         px = np.ascontiguousarray(px)

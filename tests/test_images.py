@@ -330,18 +330,29 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 def test_golden_files_are_there():
     """The golden files are part of the repository (a missing one would silently skip below)."""
     assert {p.name for p in GOLDEN.glob("*.bsw")} >= {"v3_exact_rgb.bsw", "v3_exact_grey_bbans.bsw",
-                                                       "v3_classical_16bit.bsw"}
+                                                       "v3_classical_16bit.bsw", "v2_float_grey.bsw",
+                                                       "v3_float_grey.bsw"}
 
 
 @pytest.mark.parametrize("bsw", sorted(GOLDEN.glob("*.bsw")), ids=lambda p: p.name)
 def test_golden_files(bsw):
     """Committed .bsw files (tests/golden/NAME.bsw, their sources tests/golden/NAME/*.png) must
     always decode to the same samples, transparency and ICC profile: a change is a breaking
-    change of the format. Decoded with the shipped model the file names."""
+    change of the format. Decoded with the shipped model the file names.
+
+    Files of the float32 network (version 2, version 3 with inference 0: tests/golden/README.md)
+    decode only where the network and its bins compute the same floats as on the machine that
+    wrote them; elsewhere the only acceptable outcome is a checksum error, never other pixels."""
     from bitswap import zoo
     c = Container.from_bytes(bsw.read_bytes())
     model = zoo.load(c.header.model_name) if c.model_coded else None
-    for e, px in lib.decompress(c, model):
+    float_file = c.model_coded and c.version <= 3 and c.header.inference == 0
+    try:
+        decoded = lib.decompress(c, model)
+    except lib.ChecksumMismatchError as exc:
+        assert float_file, exc
+        pytest.xfail(f"a float32-network file written on another kind of machine: {exc}")
+    for e, px in decoded:
         want = lib.read_image(bsw.with_suffix("") / f"{e.name}.png")
         assert (e.mode, e.extra, e.icc) == (want.mode, want.extra, want.icc)
         np.testing.assert_array_equal(px, want.pixels)
