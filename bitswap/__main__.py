@@ -137,8 +137,7 @@ def cmd_compress(args) -> int:
                       "transparency and ICC profile are)", file=sys.stderr)
     res = api.encode_sources(srcs, model=args.model, model_only=args.model_only, bbans=args.bbans,
                              quantbits=args.quantbits, bins=args.bins, lanes=args.lanes, batch=args.batch,
-                             seed=args.seed, device=args.device, limits=limits, progress=_progress(args),
-                             inference=None if args.inference == "auto" else args.inference)
+                             seed=args.seed, device=args.device, limits=limits, progress=_progress(args))
     atomic_write_bytes(out, res.data, replace=args.force)
     if not args.quiet:
         png = sum(lib.png_size(s) for s in srcs)
@@ -318,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--model", default=None, help="shipped model name (python -m bitswap.zoo lists them) or a "
-                                                     "weights file .pt")
+        p.add_argument("--model", default=None, help="shipped model name (python -m bitswap.zoo lists them) or an "
+                                                     "exported model .bswm (python -m bitswap.export WEIGHTS.pt)")
         p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
         p.add_argument("-f", "--force", action="store_true", help="replace existing output files")
         p.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
@@ -342,10 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lanes", type=int, default=None, help="ANS lanes (default: from the image size)")
     c.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="32x32 patches per network call")
     c.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the initial bits")
-    c.add_argument("--inference", choices=("auto", "exact", "float"), default="auto",
-                   help="auto: the model's exact integer network where it ships one (the file decodes on any "
-                        "machine), else float32; float: the float32 network (decodes only where it computes "
-                        "the same floats)")
     c.add_argument("--model-only", action="store_true",
                    help="code every image with the model, even where PNG/WebP/JPEG XL lossless is smaller")
     c.set_defaults(func=cmd_compress)
@@ -358,9 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "FILE's name with .png for one image, FILE's name without .bsw as a folder for several)")
     common(d)
     d.add_argument("--allow-new-bins", action="store_true",
-                   help="compute latent bins that are neither shipped nor cached (minutes, memory)")
+                   help="files of the retired float32 network (versions 1-3) only: compute latent bins that are "
+                        "not cached (minutes, memory)")
     d.add_argument("--network-batch", type=int, default=None,
-                   help=f"exact-network files: patches per network call while decoding, 1..{MAX_NETWORK_BATCH} "
+                   help=f"patches per network call while decoding, 1..{MAX_NETWORK_BATCH} "
                         "(any value decodes the same; smaller uses less memory; default: the largest that fits "
                         "in --max-memory)")
     d.set_defaults(func=cmd_decompress)

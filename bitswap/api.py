@@ -26,7 +26,6 @@ import numpy as np
 from . import container as fmt
 from . import images as lib
 from .container import Container
-from .discretization import DEFAULT_QUANTBITS
 from .errors import ImageError, ModelError, OptionError
 from .imageio import SourceImage, from_array, from_pil, to_array, transparency_key
 
@@ -44,7 +43,7 @@ BytesLike = Union[bytes, bytearray, memoryview]
 # ---------------------------------------------------------------------------- encoding
 
 def encode(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike | None = None,
-           model_only: bool = False, bbans: bool = False, quantbits: int = DEFAULT_QUANTBITS,
+           model_only: bool = False, bbans: bool = False, quantbits: int = lib.DEFAULT_QUANTBITS,
            bins: str = lib.DEFAULT_FILE_STRATEGY, lanes: int | None = None, batch: int = lib.DEFAULT_BATCH,
            seed: int = lib.DEFAULT_SEED, device: str = "cpu",
            max_megapixels: float = lib.DEFAULT_MAX_MEGAPIXELS,
@@ -59,12 +58,14 @@ def encode(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike 
 
     The options are the command line's, with its defaults:
 
-    - ``model``: a shipped model name (``python -m bitswap.zoo`` lists them) or the path of a
-      weights file; None picks the best shipped model for the images' channels.
+    - ``model``: a shipped model name (``python -m bitswap.zoo`` lists them) or an exported
+      model file (``.bswm``, made by ``python -m bitswap.export WEIGHTS.pt``); None picks the
+      best shipped model for the images' channels. Every file decodes on any machine.
     - ``model_only``: code every image with the model, even where PNG, WebP lossless or JPEG
       XL lossless is smaller (by default the smallest exact encoding is stored, so a file is
       never larger than the plain codecs plus the container header).
-    - ``bbans``: BB-ANS instead of Bit-Swap. ``quantbits``, ``bins``: the latent bins.
+    - ``bbans``: BB-ANS instead of Bit-Swap. ``quantbits``, ``bins``: the latent bins (a bin
+      setting the model has: shipped models have 10-bit ``uniform`` and ``adaptive`` bins).
       ``lanes`` (None: from the image size), ``batch`` (32x32 patches per network call),
       ``seed`` (of the initial bits), ``device`` (a torch device, e.g. "cuda").
     - ``max_megapixels`` per image, ``max_total_megapixels`` for all images, ``max_memory``
@@ -80,14 +81,11 @@ def encode(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike 
                           limits=_limits(max_megapixels, max_total_megapixels, max_memory)).data
 
 
-# ``**_transitional`` carries the command line's --inference (encode_sources) and --allow-new-bins
-# (decode_sources) to the library until format version 4 removes both; the Python API has neither.
-
 def encode_sources(sources: Sequence[SourceImage], *, model: str | os.PathLike | None = None,
-                   model_only: bool = False, bbans: bool = False, quantbits: int = DEFAULT_QUANTBITS,
+                   model_only: bool = False, bbans: bool = False, quantbits: int = lib.DEFAULT_QUANTBITS,
                    bins: str = lib.DEFAULT_FILE_STRATEGY, lanes: int | None = None,
                    batch: int = lib.DEFAULT_BATCH, seed: int = lib.DEFAULT_SEED, device: str = "cpu",
-                   limits: lib.Limits | None = None, progress: bool = False, **_transitional) -> lib.Result:
+                   limits: lib.Limits | None = None, progress: bool = False) -> lib.Result:
     """:func:`encode` for :class:`~bitswap.imageio.SourceImage` objects (images read exactly
     from files, with their names): the compressed file and its figures (bits, initial bits,
     the container with every image's coding and costs). The command line and the Pillow
@@ -98,12 +96,14 @@ def encode_sources(sources: Sequence[SourceImage], *, model: str | os.PathLike |
     check_device(device)
     limits = limits or lib.Limits()
     limits.check([s.size for s in sources], [s.name or f"image {k}" for k, s in enumerate(sources)])
+    if bins not in fmt.STRATEGY_CODES:
+        raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.STRATEGY_CODES))}, not {bins!r}")
+    if not 1 <= quantbits <= 16:
+        raise OptionError("quantbits", "must be in 1..16")
     name = str(model) if model is not None else lib.choose_model_name({s.channels for s in sources})
-    net = lib.load_model(name, device)
-    return lib.compress(sources, net, model_name=getattr(net, "name", None) or Path(name).stem,
-                        bitswap=not bbans, quantbits=quantbits, strategy=bins, lanes=lanes, batch=batch,
-                        seed=seed, device=device, limits=limits, progress=progress, fallback=not model_only,
-                        **_transitional)
+    coding = lib.load_coding(name, bins, quantbits, device)
+    return lib.compress(sources, coding, bitswap=not bbans, lanes=lanes, batch=batch, seed=seed, limits=limits,
+                        progress=progress, fallback=not model_only)
 
 
 def _sources(images) -> list[SourceImage]:
@@ -136,7 +136,7 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
     Each array has the dtype and shape :func:`encode` was given: uint8 or uint16, H x W for
     grey, H x W x C otherwise (for a Pillow image, what ``numpy.asarray`` gives: palette
     indices for mode P, bool for mode 1). ``model`` is needed only for a file compressed with
-    a weights file (the shipped model the file names is found by itself). The limits bound
+    an exported model (``.bswm``; the shipped model a file names is found by itself). The limits bound
     what decoding may allocate, checked before it does (:class:`bitswap.LimitError`);
     ``network_batch`` caps the patches per network call (any value decodes the same).
 
@@ -151,29 +151,26 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
 
 def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | None = None, device: str = "cpu",
                    limits: lib.Limits | None = None, network_batch: int = lib.MAX_NETWORK_BATCH,
-                   progress: bool = False, what: str = "the file", **_transitional) -> list[SourceImage]:
+                   progress: bool = False, what: str = "the file", allow_new_bins: bool = False) -> list[SourceImage]:
     """:func:`decode` as :class:`~bitswap.imageio.SourceImage` objects: the samples with the
     names, modes, palettes, transparency keys and ICC profiles of the originals (what
     ``bitswap decompress`` writes to PNG files and the Pillow plugin hands to Pillow).
-    ``what`` names the data in messages (the command line gives the file's path)."""
+    ``what`` names the data in messages (the command line gives the file's path);
+    ``allow_new_bins`` lets a file of the retired float32 network (versions 1-3) compute latent
+    bins that are not cached (:mod:`bitswap.legacy`)."""
     c = _container(data)
     check_device(device)
     if not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
         raise OptionError("network_batch", f"must be in 1..{lib.MAX_NETWORK_BATCH}")
     limits = limits or lib.Limits()
     lib.check_decodable(c, limits)
-    net = None
-    if c.model_coded:
-        name = str(model) if model is not None else c.header.model_name
-        try:
-            net = lib.load_model(name, device)
-        except ModelError as exc:
-            if model is not None:
-                raise
-            raise ModelError(f"{what} was compressed with model {name!r}, which cannot be loaded here ({exc}); "
-                             "give the path of its weights file as the model") from None
-    decoded = lib.decompress(c, net, device=device, limits=limits, progress=progress,
-                             network_batch=network_batch, **{"allow_new_bins": False, **_transitional})
+    try:
+        decoded = lib.decompress(c, None if model is None else str(model), device=device, limits=limits,
+                                 progress=progress, network_batch=network_batch, allow_new_bins=allow_new_bins)
+    except ModelError as exc:
+        if model is not None:
+            raise
+        raise ModelError(f"{what}: {exc}; give its exported model as the model") from None
     return [SourceImage(px, e.mode, e.name, bytes(e.extra), bytes(e.icc)) for e, px in decoded]
 
 
@@ -218,15 +215,16 @@ class FileInfo:
 
     version: int
     size: int | None            #: bytes of the whole file
-    model: str                  #: the model's name (a shipped name, or a weights file's stem)
-    model_digest: str           #: hex: the weights' SHA-256, or the exact network's digest
-    model_digest_kind: str      #: "weights sha256" or "exact network digest"
+    model: str                  #: the model's name (a shipped name, or an exported model's); "" if none
+    model_digest: str           #: hex: the coding model's digest (version 4), else the weights' SHA-256
+                                #: or the exact network's digest
+    model_digest_kind: str      #: "coding model digest", "weights sha256" or "exact network digest"
     model_channels: int
     nz: int                     #: latent layers
     scheme: str                 #: "Bit-Swap" or "BB-ANS"
     quantbits: int
     bins: str                   #: latent bin strategy: uniform, adaptive or quantile
-    bins_digest: str
+    bins_digest: str | None     #: versions 1-3 (version 4 names the bins in the coding model's digest)
     precision: int              #: ANS precision, bits
     lanes: int
     batch: int                  #: 32x32 patches per network call
@@ -248,13 +246,16 @@ class FileInfo:
 
     def __str__(self) -> str:
         ch = self.model_channels
-        lines = [
-            f"model        {self.model} ({self.model_digest_kind} {self.model_digest[:16]}..., {ch} channel"
-            f"{'s' if ch > 1 else ''}, nz={self.nz})",
-            f"coder        {self.scheme}, {self.quantbits}-bit latent bins ({self.bins}, digest "
-            f"{self.bins_digest[:16]}...), ANS precision {self.precision}, {self.lanes} lanes, batches of "
-            f"{self.batch} patches, initial-bits seed {self.seed}",
-        ]
+        if self.model:
+            bins = f", digest {self.bins_digest[:16]}..." if self.bins_digest else ""
+            lines = [
+                f"model        {self.model} ({self.model_digest_kind} {self.model_digest[:16]}..., {ch} channel"
+                f"{'s' if ch > 1 else ''}, nz={self.nz})",
+                f"coder        {self.scheme}, {self.quantbits}-bit latent bins ({self.bins}{bins}), ANS precision "
+                f"{self.precision}, {self.lanes} lanes, batches of {self.batch} patches, initial-bits seed {self.seed}",
+            ]
+        else:
+            lines = ["model        none (every image is stored classically)"]
         if self.inference is not None:
             lines.append(f"inference    {self.inference}: {fmt.INFERENCE_NAMES[self.inference]}")
         payload = (f"{self.payload_bytes} bytes (ANS message; {self.initial_bits} initial bits from the seed are "
@@ -284,7 +285,7 @@ def info(data: BytesLike) -> FileInfo:
     >>> meta.images[0].mode, meta.images[0].width, meta.images[0].height, meta.model
     ('L', 12, 8, 'mnist-nz8')
     >>> print(meta)                                          # doctest: +ELLIPSIS
-    model        mnist-nz8 (exact network digest ...
+    model        mnist-nz8 (coding model digest ...
     """
     return file_info(_container(data), len(data))
 
@@ -302,13 +303,14 @@ def file_info(c: Container, size: int | None = None) -> FileInfo:
             palette_size=(len(e.extra) - 1) // e.extra[0] if e.mode == "P" else None,
             transparency=transparency_key(e.mode, e.extra),
             icc_profile_bytes=len(e.icc), costs={fmt.METHODS[m]: b for m, b in sorted(e.costs.items())}))
-    exact = h.inference == fmt.INFERENCE_EXACT
+    kind = ("coding model digest" if c.version >= 4 else
+            "exact network digest" if h.inference == fmt.INFERENCE_EXACT else "weights sha256")
     return FileInfo(
         version=c.version, size=size, model=h.model_name, model_digest=h.model_hash.hex(),
-        model_digest_kind="exact network digest" if exact else "weights sha256", model_channels=h.model_channels,
+        model_digest_kind=kind, model_channels=h.model_channels,
         nz=h.nz, scheme="Bit-Swap" if h.bitswap else "BB-ANS", quantbits=h.quantbits, bins=h.strategy,
-        bins_digest=h.bins_digest.hex(), precision=h.precision, lanes=h.lanes, batch=h.batch, seed=h.seed,
-        inference=h.inference if c.version >= 3 else None, payload_bytes=len(c.payload),
+        bins_digest=h.bins_digest.hex() if c.version < 4 else None, precision=h.precision, lanes=h.lanes,
+        batch=h.batch, seed=h.seed, inference=h.inference if c.version == 3 else None, payload_bytes=len(c.payload),
         initial_bits=c.message().initial_bits if c.payload else 0, images=tuple(images))
 
 

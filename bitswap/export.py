@@ -36,6 +36,7 @@ digest, and sampling the model again on another machine could round differently)
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -265,10 +266,25 @@ def build_bins(model, strategy: str, quantbits: int, data_root) -> "IntLatentBin
     return IntLatentBins.from_float(bins)
 
 
+def export_bundle(model, name: str, images: np.ndarray, data_root, path, settings=(("uniform", 10), ("adaptive", 10)),
+                  spec: QuantSpec | None = None) -> dict:
+    """Export float weights into one file that codes (``.bswm``, :func:`bitswap.zoo.load_bundle`):
+    the exact network (calibrated on ``images``) and integer latent bins for each bin setting,
+    ``torch.load(weights_only=True)``-loadable. Returns what it holds (digests, settings)."""
+    from .intbins import setting
+    net = build_network(model, images, spec, name=name)
+    bins = {setting(s, q): build_bins(model, s, q, data_root) for s, q in settings}
+    payload = {"format": "bitswap-coding", "version": 1, "name": name, "network": net.payload,
+               "bins": {k: torch.frombuffer(bytearray(b.to_bytes()), dtype=torch.uint8) for k, b in bins.items()}}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return {"file": str(path), "network": net.digest(), "bins": {k: b.digest for k, b in bins.items()}}
+
+
 def save_network(net: ExactNetwork, path) -> str:
     """Write the network (``torch.load(weights_only=True)``-loadable); returns its SHA-256."""
     import hashlib
-    import io
     buf = io.BytesIO()
     torch.save(net.payload, buf)
     data = buf.getvalue()
@@ -361,7 +377,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bins", nargs="*", default=[], choices=("uniform", "adaptive", "quantile"),
                     help="make integer latent bins of these strategies (never remakes shipped ones)")
     ap.add_argument("--quantbits", type=int, default=10, help="bits per latent bin index of --bins")
-    ap.add_argument("--out", default=None, help="the exact network's file (default: beside the shipped weights)")
+    ap.add_argument("--out", default=None, help="where to write: for a weights file the exported model (default: "
+                                                "X.bswm beside X.pt)")
     ap.add_argument("--data", default=str(default_data_root()), help="dataset root (calibration and test images)")
     ap.add_argument("--images", type=int, default=512, help="calibration training images")
     ap.add_argument("--elbo-images", type=int, default=2000, help="test images for the -ELBO figures (0: skip)")
@@ -370,11 +387,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         shipped = args.model in zoo.manifest()
-        if not shipped and args.out is None:
-            raise ValueError("give --out for a weights file that is not a shipped model")
         model = zoo.load(args.model)
         name = args.model if shipped else Path(args.model).stem
-        if args.network or not shipped:
+        if not shipped:
+            out = Path(args.out) if args.out else Path(args.model).with_suffix(zoo.BUNDLE_SUFFIX)
+            settings = [(s, args.quantbits) for s in (args.bins or ["uniform", "adaptive"])]
+            cal = calibration_images(model.config.dataset, args.data, args.images)
+            print(f"{out}: {export_bundle(model, name, cal, args.data, out, settings)}")
+            return 0
+        if args.network:
             out = Path(args.out) if args.out else zoo.ASSETS / f"{name.replace('-', '_')}.exact{VERSION}.pt"
             record = _export_network(model, name, args, out)
             if shipped and args.out is None:

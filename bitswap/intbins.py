@@ -102,6 +102,12 @@ class IntLatentBins:
 
     # ----------------------------------------------------------- file format
     def save(self, path: str | os.PathLike) -> None:
+        data = self.to_bytes()
+        atomic_write(path, lambda f: f.write(data))
+
+    def to_bytes(self) -> bytes:
+        """The ``.npz`` file's bytes (what :meth:`save` writes and :meth:`load` reads)."""
+        import io
         if not self._stored:
             self._stored = [{"kind": "rows", "edges": e, "centres": c, "index": np.arange(e.shape[0])}
                             for e, c in zip(self.edges, self.centres)]
@@ -113,11 +119,13 @@ class IntLatentBins:
         meta = {"version": _VERSION, "frac": PARAM_FRAC, "quantbits": self.quantbits, "strategy": self.strategy,
                 "nz": self.nz, "kinds": [s["kind"] for s in self._stored], "digest": self.digest,
                 "source_digest": self.source_digest}
-        atomic_write(path, lambda f: np.savez_compressed(f, meta=np.array(json.dumps(meta, sort_keys=True)),
-                                                           **arrays))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        return buf.getvalue()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "IntLatentBins":
+    def load(cls, path) -> "IntLatentBins":
+        """Read stored bins (a path or a binary file object; never unpickles)."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))

@@ -126,11 +126,60 @@ class CodingModel:
         return ExactHierarchy(self.network, self.bins, network_batch=network_batch)
 
 
+BUNDLE_FORMAT, BUNDLE_VERSION, BUNDLE_SUFFIX = "bitswap-coding", 1, ".bswm"
+
+
 def load_coding(name: str, strategy: str = "uniform", quantbits: int = 10, device="cpu") -> CodingModel:
-    """The coding model of shipped model ``name`` for a bin setting: its current exact network
-    and its integer bins, hash-checked; the float weights are not read."""
+    """The coding model for a bin setting of a shipped model ``name`` (its current exact
+    network and its integer bins, hash-checked) or of an exported model file (``X.bswm``,
+    :func:`bitswap.export.export_bundle`; given the float weights ``X.pt``, the ``X.bswm``
+    beside them). The float weights are never read."""
     from .intbins import shipped
-    return CodingModel(name, exact_network(name, device=device), shipped(name, strategy, quantbits))
+    if name in manifest():
+        return CodingModel(name, exact_network(name, device=device), shipped(name, strategy, quantbits))
+    path = Path(name)
+    if path.suffix != BUNDLE_SUFFIX:
+        bundle = path.with_suffix(BUNDLE_SUFFIX)
+        if not bundle.is_file():
+            if path.is_file():
+                raise ModelError(f"{path} holds float weights, which do not code files: export them first "
+                                 f"(python -m bitswap.export {path} writes {bundle})")
+            raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(available()) or 'none'} "
+                             f"(or an exported model {BUNDLE_SUFFIX} file)")
+        path = bundle
+    return load_bundle(path, strategy, quantbits, device)
+
+
+def load_bundle(path, strategy: str = "uniform", quantbits: int = 10, device="cpu") -> CodingModel:
+    """The coding model of an exported model file for a bin setting (``weights_only`` load;
+    the network's bounds and the bins' digest are checked as for shipped ones)."""
+    import io
+
+    import torch
+
+    from .exact import BoundError, ExactNetwork
+    from .intbins import IntLatentBins, setting
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"exported model not found: {path}") from None
+    except Exception as exc:
+        raise ModelError(f"{path}: not a loadable exported model ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT \
+            or payload.get("version") != BUNDLE_VERSION:
+        raise ModelError(f"{path}: not a {BUNDLE_FORMAT} version {BUNDLE_VERSION} file")
+    key = setting(strategy, quantbits)
+    stored = payload.get("bins", {})
+    if key not in stored:
+        raise ModelError(f"{path} has no {quantbits}-bit {strategy} latent bins (it has: "
+                         f"{', '.join(sorted(stored)) or 'none'}; python -m bitswap.export makes others)")
+    try:
+        network = ExactNetwork(payload["network"], device)
+        bins = IntLatentBins.load(io.BytesIO(stored[key].numpy().tobytes()))
+    except (BoundError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path}: invalid exported model ({exc})") from None
+    return CodingModel(str(payload.get("name") or path.stem), network, bins)
 
 
 def available() -> list[str]:

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitswap.ans import Message
-from bitswap.container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, MAGIC, Container,
-                               ContainerError, Header, ImageEntry)
+from bitswap.container import (ALPHA_ABSENT, ALPHA_IN_IMAGE, CODING_DIRECT, CODING_PLANES, CODING_REPLICATE,
+                               MAGIC, METHOD_MODEL, METHOD_PNG, Container, ContainerError, Header, ImageEntry)
 
 
 def _message(lanes=16, seed=5) -> bytes:
@@ -28,18 +28,19 @@ def make_header(**kw) -> Header:
         ImageEntry(1, 1, "RGB", CODING_PLANES, 7, "b"),
         ImageEntry(5, 4, "P", CODING_DIRECT, 9, "c", b"\x01" + bytes(range(16))),
     ]
-    base = dict(model_name="mnist-nz8", model_hash=bytes(range(32)), bins_digest=bytes(range(32, 64)),
+    base = dict(model_name="mnist-nz8", model_hash=bytes(range(32)), bins_digest=bytes(32),
                 bitswap=True, nz=8, quantbits=10, strategy="quantile", precision=24, model_channels=1,
                 lanes=16, batch=64, seed=5, images=images)
     base.update(kw)
     return Header(**base)
 
 
-def make_bytes(**kw) -> bytes:
-    return Container(make_header(**kw), _message(kw.get("lanes", 16), kw.get("seed", 5))).to_bytes()
+def make_bytes(version: int = 4, **kw) -> bytes:
+    return Container(make_header(**kw), _message(kw.get("lanes", 16), kw.get("seed", 5)), version).to_bytes()
 
 
-GOOD = make_bytes()
+GOOD = make_bytes()                                      # version 4
+GOOD3 = make_bytes(3, bins_digest=bytes(range(32, 64)))   # the retired version 3 layout
 
 
 def refix_crc(data: bytes) -> bytes:
@@ -49,12 +50,14 @@ def refix_crc(data: bytes) -> bytes:
 
 def test_round_trip():
     c = Container.from_bytes(GOOD)
-    assert c.header == make_header()
+    assert c.header == make_header() and c.version == 4
     assert c.to_bytes() == GOOD
     assert c.message().lanes == 16
     assert GOOD.startswith(MAGIC)
     for strategy in ("uniform", "adaptive"):
         assert Container.from_bytes(make_bytes(strategy=strategy)).header.strategy == strategy
+    c3 = Container.from_bytes(GOOD3)
+    assert c3.version == 3 and c3.header == make_header(bins_digest=bytes(range(32, 64))) and c3.to_bytes() == GOOD3
 
 
 @pytest.mark.parametrize("data,needle", [
@@ -64,7 +67,7 @@ def test_round_trip():
     (GOOD[:40], "truncated"),
     (GOOD[:-1], "checksum"),
     (GOOD + b"\0", "checksum"),
-    (GOOD[:8] + b"\x04\x00" + GOOD[10:], "unsupported .bsw version 4"),
+    (GOOD[:8] + b"\x05\x00" + GOOD[10:], "unsupported .bsw version 5"),
     (GOOD[:100] + bytes([GOOD[100] ^ 1]) + GOOD[101:], "checksum"),
 ])
 def test_bad_files(data, needle):
@@ -75,7 +78,7 @@ def test_bad_files(data, needle):
 @pytest.mark.parametrize("field,value,needle", [
     ("nz", 0, "nz=0"), ("nz", 65, "nz=65"), ("quantbits", 0, "quantbits"), ("quantbits", 17, "quantbits"),
     ("precision", 10, "precision"), ("precision", 32, "precision"), ("model_channels", 2, "channels"),
-    ("lanes", 0, "lanes"), ("batch", 0, "batch"), ("model_name", "", "model name"),
+    ("lanes", 0, "lanes"), ("batch", 0, "batch"), ("model_name", "", "names no model"),
     ("model_name", "x" * 256, "model name"), ("model_hash", b"\0" * 31, "hash"),
 ])
 def test_header_bounds_on_write(field, value, needle):
@@ -118,10 +121,10 @@ def test_empty_image_name_is_refused_on_read(monkeypatch):
         Container.from_bytes(data)
 
 
-def _patch_header_field(offset: int, fmt: str, value) -> bytes:
-    """GOOD with one header field overwritten and the file checksum fixed: exercises the read-side
-    bounds checks that the CRC alone would otherwise hide."""
-    data = bytearray(GOOD)
+def _patch_header_field(offset: int, fmt: str, value, good: bytes = GOOD3) -> bytes:
+    """A good file (version 3 by default) with one header field overwritten and the file checksum
+    fixed: exercises the read-side bounds checks that the CRC alone would otherwise hide."""
+    data = bytearray(good)
     struct.pack_into(fmt, data, 14 + offset, value)
     return refix_crc(bytes(data))
 
@@ -136,6 +139,18 @@ def _patch_header_field(offset: int, fmt: str, value) -> bytes:
 def test_read_bounds_with_valid_crc(offset, fmt, value, needle):
     with pytest.raises(ContainerError, match=needle):
         Container.from_bytes(_patch_header_field(offset, fmt, value))
+
+
+# version 4: u8 name length 9, "mnist-nz8", then the coding-model block at offset 10
+@pytest.mark.parametrize("offset,fmt,value,needle", [
+    (42, "<B", 2, "channels"), (43, "<B", 0, "nz=0"), (44, "<B", 9, "strategy"), (45, "<B", 40, "quantbits"),
+    (46, "<B", 2, "unknown flags"), (47, "<B", 99, "precision"), (48, "<I", 0, "lanes"), (52, "<I", 1 << 20, "batch"),
+    (56, "<Q", 1 << 63, "seed"), (64, "<I", 0, "image count"), (0, "<B", 200, "ends early|not UTF-8"),
+    (0, "<B", 0, "image count|ends early|does not match"),
+])
+def test_version_4_read_bounds_with_valid_crc(offset, fmt, value, needle):
+    with pytest.raises(ContainerError, match=needle):
+        Container.from_bytes(_patch_header_field(offset, fmt, value, GOOD))
 
 
 def test_payload_checked_against_header():
@@ -198,11 +213,12 @@ def test_fuzz_splices_with_valid_crc(pos, insert, delete):
 
 def test_version_2_layout_is_unchanged():
     """Version 2 files keep their exact bytes: no inference byte, no per-image v3 fields."""
-    c = Container(make_header(), _message(), version=2)
+    h = make_header(bins_digest=bytes(range(32, 64)))
+    c = Container(h, _message(), version=2)
     data = c.to_bytes()
-    assert data[8:10] == b"\x02\x00" and len(data) + 1 + 3 * 14 == len(GOOD)
+    assert data[8:10] == b"\x02\x00" and len(data) + 1 + 3 * 14 == len(GOOD3)
     back = Container.from_bytes(data)
-    assert back.version == 2 and back.header == make_header() and back.to_bytes() == data
+    assert back.version == 2 and back.header == h and back.to_bytes() == data
     with pytest.raises(ContainerError, match="version 2 has no 16-bit"):
         Container(make_header(images=[ImageEntry(3, 3, "L", CODING_DIRECT, 0, "a", icc=b"x")]), b"",
                   version=2).to_bytes()
@@ -219,9 +235,12 @@ def test_version_3_fields_round_trip():
     c = Container.from_bytes(data)
     assert c.header == h and c.blobs == [b"PNG!!", b"JXL"] and c.to_bytes() == data
     assert c.header.inference == 1 and [im.planes for im in c.header.images] == [6, 1, 2]
-    assert c.classical_blobs() == {1: b"PNG!!", 2: b"JXL"} and c.model_coded == [c.header.images[0]]
-    with pytest.raises(ContainerError, match="lengths differ"):
+    assert c.classical_blobs() == {(1, "image"): b"PNG!!", (2, "image"): b"JXL"}
+    assert c.model_coded == [c.header.images[0]]
+    with pytest.raises(ContainerError, match="encodings differ"):
         Container(h, _message(), 3, [b"PNG!", b"JXL"]).to_bytes()
+    with pytest.raises(ContainerError, match="inference mode is a version 3 field"):
+        Container(h, _message(), 4, [b"PNG!!", b"JXL"]).to_bytes()
 
 
 def test_version_3_without_an_ans_message():
@@ -260,3 +279,58 @@ def test_decoder_message_may_not_draw_beyond_recorded_initial_bits():
     with pytest.raises(MessageExhausted, match="exhausted"):
         for _ in range(100):
             msg.pop(np.zeros(16, dtype=np.uint64), ones, 8)
+
+
+# ------------------------------------------------------------------------------ version 4
+
+def test_version_4_without_a_model_carries_no_model_identity():
+    """A file whose images are all stored classically names no model and no coder settings:
+    a 1x1 PNG costs the header a few bytes, not 100."""
+    images = [ImageEntry(1, 1, "L", CODING_DIRECT, 2, "a", method=METHOD_PNG, blob_length=3)]
+    h = make_header(images=images, model_name="", model_hash=bytes(32))
+    data = Container(h, b"", 4, [b"abc"]).to_bytes()
+    c = Container.from_bytes(data)
+    assert c.header.model_name == "" and c.model_coded == [] and c.to_bytes() == data
+    assert len(data) - 3 < len(Container(make_header(images=images), b"", 3, [b"abc"]).to_bytes()) - 60
+    with pytest.raises(ContainerError, match="names no model"):
+        Container(replace(h, images=[ImageEntry(1, 1, "L", CODING_DIRECT, 2, "a")]), b"", 4).to_bytes()
+    with pytest.raises(ContainerError, match="nothing is coded by it"):
+        Container(make_header(images=images), _message(), 4, [b"abc"]).to_bytes()
+
+
+def test_version_4_alpha_fields():
+    """Alpha stored by the model (one more grey plane per 8 bits), classically (after the
+    image's own encoding), inside the image's classical encoding, or absent (opaque)."""
+    images = [ImageEntry(40, 30, "RGBA", CODING_DIRECT, 1, "m", alpha=METHOD_MODEL),
+              ImageEntry(4, 4, "LA;16", CODING_PLANES, 2, "c", wide=True, alpha=METHOD_PNG, alpha_length=4),
+              ImageEntry(2, 2, "RGBA", CODING_DIRECT, 3, "i", method=METHOD_PNG, blob_length=5, alpha=ALPHA_IN_IMAGE),
+              ImageEntry(2, 2, "LA", CODING_DIRECT, 4, "o", alpha=ALPHA_ABSENT)]
+    h = make_header(images=images, model_channels=3)
+    with pytest.raises(ContainerError):                      # LA;16 with a 3-channel model is replicated
+        Container(h, _message(), 4, [b"ALPH", b"PNG!!"]).to_bytes()
+    images[1].coding = CODING_REPLICATE
+    images[3].coding = CODING_REPLICATE
+    data = Container(h, _message(), 4, [b"ALPH", b"PNG!!"]).to_bytes()
+    c = Container.from_bytes(data)
+    assert c.header == h and c.to_bytes() == data
+    assert c.classical_blobs() == {(1, "alpha"): b"ALPH", (2, "image"): b"PNG!!"}
+    assert [im.alpha_planes for im in c.header.images] == [1, 2, 0, 0]
+    from bitswap.container import unit_count
+    assert [unit_count(im, 3) for im in c.header.images] == [2, 2, 0, 1]
+    for bad, needle in [(ImageEntry(2, 2, "L", CODING_DIRECT, 3, "x", alpha=METHOD_MODEL), "alpha stored for a mode-L"),
+                        (ImageEntry(2, 2, "RGBA", CODING_DIRECT, 3, "x", alpha=ALPHA_IN_IMAGE), "inside the image"),
+                        (ImageEntry(2, 2, "RGBA", CODING_DIRECT, 3, "x", alpha=7, alpha_length=1), "unknown alpha"),
+                        (ImageEntry(2, 2, "RGBA", CODING_DIRECT, 3, "x", alpha=METHOD_PNG), "alpha encoding length")]:
+        with pytest.raises(ContainerError, match=needle):
+            Container(make_header(images=[bad], model_channels=3), _message(), 4).to_bytes()
+    with pytest.raises(ContainerError, match="alpha is a version 4 field"):
+        Container(make_header(images=images[:1], model_channels=3), _message(), 3).to_bytes()
+    with pytest.raises(ContainerError, match="unknown mode"):
+        Container(make_header(images=[ImageEntry(2, 2, "LA;16", CODING_PLANES, 3, "x", wide=True)]),
+                  _message(), 3).to_bytes()
+
+
+def test_version_4_checksum_covers_the_name():
+    from bitswap.container import pixel_checksum_v3, pixel_checksum_v4
+    a = pixel_checksum_v4("a", "L", 2, 2, b"\0\1\2\3")
+    assert a != pixel_checksum_v4("b", "L", 2, 2, b"\0\1\2\3") != pixel_checksum_v3("L", 2, 2, b"\0\1\2\3")
