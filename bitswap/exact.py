@@ -326,6 +326,11 @@ class ExactNetwork:
         self.name = str(payload.get("name", ""))
         self.to(device)
 
+    @property
+    def width(self) -> int:
+        """Channels of the hidden feature maps (for memory estimates)."""
+        return int(self.infer_paths[0].inp.shape[0])
+
     @staticmethod
     def _scale_table(t, name: str) -> torch.Tensor:
         v = _int_array(t, name, 1)

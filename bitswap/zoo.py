@@ -110,7 +110,7 @@ class CodingModel:
     def __init__(self, name: str, network, bins):
         self.name, self.network, self.bins = name, network, bins
         self.nz = network.nz
-        self.x_shape = tuple(network.x_shape)
+        self.x_shape, self.z_shape = tuple(network.x_shape), tuple(network.z_shape)
         self.strategy, self.quantbits = bins.strategy, bins.quantbits
         h = hashlib.sha256(f"bitswap-coding:{self.kind}:".encode())
         h.update(bytes.fromhex(network.digest()))

@@ -8,34 +8,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_fixtures import save_png, smooth_image, tiny_model
+from cli_fixtures import save_png, smooth_image, tiny_coding
 
 from bitswap import images as lib
 from bitswap.container import CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Container
 from bitswap.data import PACKAGED_MNIST, read_idx
-from bitswap.discretization import compute_bins
 from bitswap.zoo import ModelError
 
 @pytest.fixture(scope="module")
 def grey():
-    m = tiny_model(1, 2, seed=1)
-    m.name = "tiny-grey"
-    return m, compute_bins(m, 10, nsamples=256)
+    return tiny_coding(1, 2, seed=1, name="tiny-grey")
 
 
 @pytest.fixture(scope="module")
 def rgb():
-    m = tiny_model(3, 2, seed=2)
-    m.name = "tiny-rgb"
-    return m, compute_bins(m, 10, nsamples=256)
+    return tiny_coding(3, 2, seed=2, name="tiny-rgb")
 
 
-def round_trip(srcs, model_bins, **kw):
-    model, bins = model_bins
+def round_trip(srcs, coding, **kw):
     kw.setdefault("fallback", False)       # these tests exercise the model (tiny random ones lose to PNG)
-    res = lib.compress(srcs, model, bins=bins, **kw)
+    res = lib.compress(srcs, coding, **kw)
     c = Container.from_bytes(res.data)
-    out = lib.decompress(c, model, bins=bins)
+    assert c.version == 4
+    out = lib.decompress(c, coding)
     assert len(out) == len(srcs)
     for src, (entry, px) in zip(srcs, out):
         assert entry.mode == src.mode and (entry.width, entry.height) == src.size
@@ -153,30 +148,35 @@ def test_unsupported_and_unreadable_inputs(tmp_path):
 
 
 def test_limits_on_compress_and_decompress(grey):
-    model, bins = grey
     srcs = [lib.SourceImage(smooth_image(40, 40, 1)[None])] * 2
     with pytest.raises(lib.LimitError, match="in all"):
-        lib.compress(srcs, model, bins=bins, limits=lib.Limits(1, 0.002))
-    res = lib.compress(srcs, model, bins=bins, fallback=False)
+        lib.compress(srcs, grey, limits=lib.Limits(1, 0.002))
+    res = lib.compress(srcs, grey, fallback=False)
     with pytest.raises(lib.LimitError, match="limit"):
-        lib.decompress(res.container, model, bins=bins, limits=lib.Limits(0.001, 1))
+        lib.decompress(res.container, grey, limits=lib.Limits(0.001, 1))
 
 
-def test_wrong_model_bins_and_checksum(grey):
-    model, bins = grey
+def test_wrong_model_and_checksum(grey):
+    """Another coding model (other weights, or the same network with other bins) is refused by
+    the digest the file records; a damaged image is a corrupt file (the exact network computes
+    the same everywhere)."""
+    from bitswap import zoo
     src = lib.SourceImage(smooth_image(35, 40, 1)[None], name="x")
-    res = lib.compress([src], model, bins=bins, fallback=False)
-    other = tiny_model(1, 2, seed=99)
+    res = lib.compress([src], grey, fallback=False)
+    other = tiny_coding(1, 2, seed=99, name="tiny-grey")
     with pytest.raises(ModelError, match="wrong model.*tiny-grey"):
         lib.decompress(res.container, other)
-    other_bins = compute_bins(model, 10, nsamples=128, seed=3)
-    with pytest.raises(lib.ChecksumMismatchError, match="latent bins computed here"):
-        lib.decompress(res.container, model, bins=other_bins)
+    other_bins = tiny_coding(1, 2, seed=1, strategy="quantile").bins
+    with pytest.raises(ModelError, match="wrong model"):
+        lib.decompress(res.container, zoo.CodingModel("tiny-grey", grey.network, other_bins))
     h = res.container.header
     bad = Container(replace(h, images=[replace(h.images[0], checksum=h.images[0].checksum ^ 1)]),
                     res.container.payload)
-    with pytest.raises(lib.ChecksumMismatchError, match=r"checksum mismatch\): the model computed different"):
-        lib.decompress(Container.from_bytes(bad.to_bytes()), model, bins=bins)
+    with pytest.raises(lib.ChecksumMismatchError, match=r"checksum mismatch\): the file is corrupt"):
+        lib.decompress(Container.from_bytes(bad.to_bytes()), grey)
+    renamed = Container(replace(h, images=[replace(h.images[0], name="y")]), res.container.payload)
+    with pytest.raises(lib.ChecksumMismatchError, match="y: decoded pixels differ"):
+        lib.decompress(Container.from_bytes(renamed.to_bytes()), grey)
 
 
 def test_model_choice():
@@ -195,23 +195,29 @@ def test_auto_lanes():
 
 
 def test_batch_ramp():
-    sizes = [s.stop - s.start for s in lib._batches(200, 64, version=1)]
+    from bitswap.container import coding_batches
+    sizes = [s.stop - s.start for s in coding_batches(200, 64, version=1)]
     assert sizes == [1, 2, 4, 8, 16, 32, 64, 64, 9] and sum(sizes) == 200
-    sizes = [s.stop - s.start for s in lib._batches(200, 64)]          # version 2: one more each time
+    sizes = [s.stop - s.start for s in coding_batches(200, 64)]          # version 2 on: one more each time
     assert sizes[:19] == list(range(1, 20)) and sizes[19] == 10 and sum(sizes) == 200
-    assert [s.stop - s.start for s in lib._batches(100, 4)] == [1, 2, 3] + [4] * 23 + [2]
-    assert [s.stop - s.start for s in lib._batches(1, 64)] == [1]
+    assert [s.stop - s.start for s in coding_batches(100, 4)] == [1, 2, 3] + [4] * 23 + [2]
+    assert [s.stop - s.start for s in coding_batches(1, 64)] == [1]
 
 
-def test_version_1_files_still_decode_and_version_2_needs_fewer_initial_bits(rgb):
-    """Version 1 doubled the batches; files written that way decode with the same program."""
-    src = lib.SourceImage(smooth_image(96, 128, 3, 4).transpose(2, 0, 1), name="photo")   # 12 patches
+def test_seeded_heads_cut_the_first_patches_initial_bits(rgb):
+    """Version 4 messages start from seeded heads: the first pop of a lane is a fair draw, not
+    the lowest bin (the format's own coding order, 12 patches of a photo-like image)."""
+    from bitswap.coders import Coder
+    src = lib.SourceImage(smooth_image(96, 128, 3, 4).transpose(2, 0, 1), name="photo")
     new, _ = round_trip([src], rgb)
-    old, _ = round_trip([src], rgb, format_version=1)
-    v2, _ = round_trip([src], rgb, format_version=2)
-    assert Container.from_bytes(old.data).version == 1 and Container.from_bytes(new.data).version == 3
-    assert old.data[8:10] == b"\x01\x00" and new.data[8:10] == b"\x03\x00" and v2.data[8:10] == b"\x02\x00"
-    assert new.initial_bits <= old.initial_bits and v2.initial_bits == new.initial_bits
+    coder = Coder(rgb.protocol(), lanes=new.container.header.lanes)
+    plain = coder.new_message(seed=0, seeded_heads=False)
+    from bitswap.container import coding_batches
+    from bitswap.data import tile_image
+    patches = tile_image(src.pixels, 32)
+    for sl in coding_batches(len(patches), 64):
+        coder.encode(plain, patches[sl])
+    assert new.initial_bits < plain.initial_bits
 
 
 # --------------------------------------------------------------------------- the fallback
@@ -243,7 +249,7 @@ def _overhead(res) -> int:
 @pytest.fixture(scope="module")
 def mnist():
     from bitswap import zoo
-    return zoo.load("mnist-nz8")
+    return zoo.load_coding("mnist-nz8")
 
 
 @pytest.mark.slow
@@ -267,6 +273,7 @@ def test_no_file_larger_than_the_best_classical_codec(mnist, shared_data):
     res = lib.compress(cases, mnist)
     assert len(res.data) <= sum(min(len(b) for b in classical.candidates(s).values()) for s in cases) + _overhead(res)
     assert res.container.payload == b""          # no model-coded image: no ANS message at all
+    assert res.container.header.model_name == ""  # ... and no model identity
 
 
 @pytest.mark.slow
@@ -289,35 +296,31 @@ def test_the_model_is_kept_where_it_wins(mnist):
         np.testing.assert_array_equal(px, s.pixels)
 
 
-# ------------------------------------------------------------------------- version 3 reader
+# ------------------------------------------------------------------------- retired formats
 
-def test_exact_file_needs_the_exact_network(grey):
-    """A file of the exact integer network (inference 1) for a model that has none installed
-    here is refused with a clear error naming what is missing."""
-    model, bins = grey
-    res = lib.compress([lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")], model, bins=bins, fallback=False)
-    assert res.container.header.inference == 0          # the tiny model has no exact network
-    c = res.container
-    exact = Container.from_bytes(Container(replace(c.header, inference=1), c.payload, 3).to_bytes())
-    assert "inference    1: exact integer network" in lib.describe(exact)
+def test_a_file_needs_the_coding_model_it_names(grey):
+    """A file naming a model that is not installed here is refused with a clear error naming
+    what is missing; a version 3 exact-network file likewise."""
+    res = lib.compress([lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")], grey, fallback=False)
+    with pytest.raises(lib.ModelError, match="tiny-grey.*cannot be loaded here"):
+        lib.decompress(res.container)
+    c = Container.from_bytes(GOLDEN_GREY.read_bytes())
+    other = Container.from_bytes(Container(replace(c.header, model_hash=bytes(32)), c.payload, 3).to_bytes())
+    assert "inference    1: exact integer network" in lib.describe(other)
     with pytest.raises(lib.ModelError, match="exact integer network .* not installed"):
-        lib.decompress(exact, model, bins=bins)
-    with pytest.raises(lib.ModelError, match="no shipped exact integer network"):
-        lib.compress([lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")], model, bins=bins,
-                     fallback=False, inference="exact")
+        lib.decompress(other)
 
 
 def test_classical_only_files_decode_without_a_model(grey):
-    model, bins = grey
     srcs = [lib.SourceImage(smooth_image(30, 20, 3, 1).transpose(2, 0, 1), name="c"),
             lib.SourceImage(np.full((2, 5, 7), 3, np.uint8), "I;16", name="w")]
-    res = lib.compress(srcs, model, bins=bins)
+    res = lib.compress(srcs, grey)
     c = Container.from_bytes(res.data)
-    assert c.payload == b"" and all(e.method for e in c.header.images)
+    assert c.payload == b"" and all(e.method for e in c.header.images) and c.header.model_name == ""
     for s, (e, px) in zip(srcs, lib.decompress(c, None)):
         np.testing.assert_array_equal(px, s.pixels)
     # a classical encoding that decodes to other samples is caught by the checksum
-    bad = Container(c.header, b"", 3, [c.blobs[0], lib.classical.encode(1, lib.SourceImage(
+    bad = Container(c.header, b"", 4, [c.blobs[0], lib.classical.encode(1, lib.SourceImage(
         np.full((2, 5, 7), 4, np.uint8), "I;16"))])
     bad.header.images[1].blob_length = len(bad.blobs[1])
     with pytest.raises(lib.ChecksumMismatchError, match="w: decoded pixels differ"):
@@ -443,15 +446,14 @@ def test_exact_header_fields_that_disagree_with_the_decoder_are_corruption(mnist
         lib.decompress(c, mnist)
 
 
-def test_compress_never_writes_a_precision_decompress_refuses(mnist, grey):
+def test_compress_never_writes_a_precision_decompress_refuses(mnist):
     src = lib.SourceImage(smooth_image(20, 20, 1)[None], name="x")
     with pytest.raises(ValueError, match="ANS precision 31 outside 11..30 for 10-bit latent bins and the exact"):
         lib.compress([src], mnist, precision=31, fallback=False)
-    model, bins = grey
-    with pytest.raises(ValueError, match="ANS precision 7 outside 8..31"):
-        lib.compress([src], model, bins=replace(bins, quantbits=4), precision=7, fallback=False)
-    res = lib.compress([src], model, bins=bins, precision=31, fallback=False)     # float32: 31 is fine
-    (_, px), = lib.decompress(Container.from_bytes(res.data), model, bins=bins)
+    with pytest.raises(ValueError, match="ANS precision 7 outside 11..30"):
+        lib.compress([src], mnist, precision=7, fallback=False)
+    res = lib.compress([src], mnist, precision=30, fallback=False)
+    (_, px), = lib.decompress(Container.from_bytes(res.data))
     np.testing.assert_array_equal(px, src.pixels)
 
 
@@ -482,8 +484,8 @@ def test_info_says_how_each_image_was_coded(grey, rgb):
         (3, ImageEntry(5, 4, "I;16", CODING_REPLICATE, 0, "g16", wide=True),
          "16-bit grey as 2 byte planes (high, low), each replicated to RGB"),
     ]
-    files = {ch: lib.compress([lib.SourceImage(smooth_image(4, 5, 1)[None], name="x")], m, bins=b,
-                              fallback=False).container for ch, (m, b) in ((1, grey), (3, rgb))}
+    files = {ch: lib.compress([lib.SourceImage(smooth_image(4, 5, 1)[None], name="x")], m,
+                              fallback=False).container for ch, m in ((1, grey), (3, rgb))}
     for channels, entry, want in cases:
         c = files[channels]
         text = lib.describe(Container.from_bytes(Container(replace(c.header, images=[entry]), c.payload).to_bytes()))
@@ -495,8 +497,9 @@ def test_decode_memory_counts_what_the_decoder_runs_at_once(mnist):
     """The estimate takes the patches the decoder codes at once (never more than the file has,
     nor than the largest batch of its coding order) and, for the exact network, the network
     batch it runs; by default decompress picks the largest network batch that fits."""
-    from bitswap.container import INFERENCE_EXACT, ImageEntry
-    per = lib.decode_bytes_per_patch(mnist, INFERENCE_EXACT)
+    from bitswap.container import ImageEntry, largest_batch
+    from bitswap.limits import decode_bytes_per_patch
+    per = decode_bytes_per_patch(mnist, "exact1")
 
     def file(w, h, batch):
         return _golden_with(images=[ImageEntry(w, h, "L", CODING_DIRECT, 0, "x")], batch=batch)
@@ -505,12 +508,12 @@ def test_decode_memory_counts_what_the_decoder_runs_at_once(mnist):
         lib.decode_memory(one, mnist, 0) + per.network
     assert lib.decode_memory(one, mnist) < 300e6
     hundred = file(320, 320, 64)                                  # 100 patches: batches 1..13, then 9
-    assert lib._largest_batch(100, 64) == 13
+    assert largest_batch(100, 64) == 13
     assert lib.decode_memory(hundred, mnist) - lib.decode_memory(hundred, mnist, 0) == 13 * per.network
     big = file(10000, 6000, 1024)                                 # 58,844 patches: largest batch 342
     limits = lib.Limits(max_memory_mb=800)
     n = lib.auto_network_batch(big, mnist, limits)
-    assert lib._largest_batch(58844, 1024) == 342 and 1 < n < 342
+    assert largest_batch(58844, 1024) == 342 and 1 < n < 342
     assert lib.decode_memory(big, mnist, n) <= 800e6 < lib.decode_memory(big, mnist, n + 1)
     with pytest.raises(lib.LimitError, match="more than the memory limit of 800 MB") as info:
         lib.decompress(big, mnist, limits=limits, network_batch=342)
@@ -520,16 +523,15 @@ def test_decode_memory_counts_what_the_decoder_runs_at_once(mnist):
 def test_compress_refuses_what_decompress_would_refuse(grey):
     """compress checks the decoder's memory estimate of the file it writes under its own limits
     (the same defaults as decompress): what it writes, decompress decodes."""
-    model, bins = grey
     src = lib.SourceImage(smooth_image(40, 40, 1)[None], name="x")
-    res = lib.compress([src], model, bins=bins, fallback=False)
-    need = lib.decode_memory(res.container, model)
+    res = lib.compress([src], grey, fallback=False)
+    need = lib.decode_memory(res.container, grey)
     half = lib.Limits(max_memory_mb=need / 2e6)
     with pytest.raises(lib.LimitError, match="decompress would refuse this file under the same memory limit: "
                        "decoding it needs about") as info:
-        lib.compress([src], model, bins=bins, fallback=False, limits=half)
+        lib.compress([src], grey, fallback=False, limits=half)
     assert info.value.setting == "max_memory"
-    lib.decompress(res.container, model, bins=bins, limits=lib.Limits(max_memory_mb=need / 1e6))
+    lib.decompress(res.container, grey, limits=lib.Limits(max_memory_mb=need / 1e6))
     # with the fallback the file is judged as written: this one stores the image as PNG
-    stored = lib.compress([src], model, bins=bins, limits=half)
+    stored = lib.compress([src], grey, limits=half)
     assert stored.container.payload == b"" and len(lib.decompress(stored.container, None, limits=half)) == 1
