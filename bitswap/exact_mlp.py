@@ -38,8 +38,8 @@ file is loaded (:func:`check_network`); a file whose integers break one is refus
 (2**-20 grid) or ``(p,)`` (out of 2**32), for the integer centres ``z``.
 
 ``python -m bitswap.exact_mlp build --model bbans-raw`` writes the shipped file
-``bitswap/assets/models/bbans_raw.exact.pt`` and records it in the manifest (``exact_file``,
-``exact_sha256``, ``exact_test_elbo``); ``python -m bitswap.exact_mlp hash --exact FILE`` prints
+``bitswap/assets/models/bbans_raw.exact.pt`` and records it in the model's manifest entry (``exact``: file,
+SHA-256, digest, -ELBO); ``python -m bitswap.exact_mlp hash --exact FILE`` prints
 per-image output digests (compare machines).
 """
 
@@ -557,8 +557,8 @@ def build(name: str, data_root, out: str | os.PathLike | None = None, spec: Quan
           n: int = 0, latent_bits: int = 8) -> tuple[ExactMLP, Path, str, dict]:
     """Build the exact network of a shipped BB-ANS model, calibrated on ``n`` MNIST training
     images (0: all), and measure its test -ELBO. Without ``out`` it is written beside the
-    weights and recorded in the model's manifest entry (``exact_file``, ``exact_sha256``,
-    ``exact_test_elbo``, ``exact_spec``). Returns (network, path, sha256, figures)."""
+    weights and recorded in the model's manifest entry (``exact``). Returns (network, path,
+    sha256, figures)."""
     from . import zoo
     from .data import load_dataset
     model = zoo.load(name)
@@ -570,30 +570,18 @@ def build(name: str, data_root, out: str | os.PathLike | None = None, spec: Quan
     sha = exact.save(path)
     figures = {"exact_test_elbo": elbo_exact, "float_test_elbo_same_noise": elbo_float}
     if out is None:
-        entries = zoo.manifest()
-        entries[name].update(exact_file=path.name, exact_sha256=sha, exact_test_elbo=elbo_exact,
-                             exact_spec={**exact.payload["spec"], "latent_bits": exact.latent_bits},
-                             exact_calibration=exact.payload["calibration"] + " (MNIST training set)")
-        atomic_write_bytes(zoo.MANIFEST, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
+        zoo.record_exact(name, {"file": path.name, "sha256": sha, "digest": exact.digest(), "format": f"{FORMAT} {VERSION}",
+                                "spec": {**exact.payload["spec"], "latent_bits": exact.latent_bits},
+                                "calibration": exact.payload["calibration"] + " (MNIST training set)",
+                                "test_elbo": elbo_exact, "float_test_elbo": elbo_float,
+                                "elbo_images": "the 10,000 MNIST test images, one posterior sample"})
     return exact, path, sha, figures
 
 
 def load_shipped(name: str, device: str | torch.device = "cpu") -> ExactMLP:
     """The exact network shipped with BB-ANS model ``name`` (hash-checked against the manifest)."""
     from . import zoo
-    entry = zoo.manifest().get(name)
-    if not entry or "exact_file" not in entry:
-        raise zoo.ModelError(f"model {name!r} has no shipped exact network "
-                             f"(build one: python -m bitswap.exact_mlp build --model {name})")
-    path = zoo.ASSETS / entry["exact_file"]
-    if not path.is_file():
-        raise zoo.ModelError(f"the exact network of {name} is missing: {path}")
-    try:
-        exact = ExactMLP.load(path, device, sha256=entry["exact_sha256"])
-    except ValueError as e:
-        raise zoo.ModelError(f"exact network of {name}: {e}") from e
-    exact.name = name
-    return exact
+    return zoo.exact_network(name, device=device)
 
 
 def bucket_of(exact: ExactMLP, mu: np.ndarray) -> np.ndarray:

@@ -108,10 +108,10 @@ def _exact_network(model, args, images: np.ndarray):
     from . import exact_mlp
     latent_bits = args.quantbits or bbans.CODING[model.config.likelihood]["latent_bits"]
     entry = zoo.manifest().get(getattr(model, "name", ""), {})
-    if "exact_file" in entry:
+    if "exact" in entry:
         exact = exact_mlp.load_shipped(model.name)
         if exact.latent_bits == latent_bits:
-            return exact.to(args.device), f"shipped {entry['exact_file']}"
+            return exact.to(args.device), f"shipped {entry['exact']['file']}"
     try:
         calibration, source = load_dataset("mnist", "train", args.data, download=False), "the MNIST training set"
     except DatasetMissingError:

@@ -75,7 +75,7 @@ def exact_network(name: str, digest: str | None = None, device="cpu"):
     """The exact integer network of shipped model ``name``: its current one, or (``digest``) the
     one, current or retired, whose digest that is. Hash-checked against the manifest; a
     :class:`ModelError` says what is missing."""
-    from . import exact, legacy_exact
+    from . import exact, exact_mlp, legacy_exact
     entry = manifest().get(name)
     if not entry:
         raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(available()) or 'none'}")
@@ -89,8 +89,12 @@ def exact_network(name: str, digest: str | None = None, device="cpu"):
     path = ASSETS / rec["file"]
     if not path.is_file():
         raise ModelError(f"the exact network of {name} is missing: {path}")
-    reader = legacy_exact.ExactVAE if rec.get("format") == f"{legacy_exact.FORMAT} {legacy_exact.VERSION}" \
-        else exact.ExactNetwork
+    readers = {f"{exact.FORMAT} {exact.VERSION}": exact.ExactNetwork,
+               f"{legacy_exact.FORMAT} {legacy_exact.VERSION}": legacy_exact.ExactVAE,
+               f"{exact_mlp.FORMAT} {exact_mlp.VERSION}": exact_mlp.ExactMLP}
+    reader = readers.get(rec.get("format", ""))
+    if reader is None:
+        raise ModelError(f"the exact network of {name} has an unknown format {rec.get('format')!r}")
     try:
         net = reader.load(path, device, sha256=rec["sha256"])
     except ValueError as exc:

@@ -79,7 +79,7 @@ def test_streams_decode_and_networks_agree_in_every_environment(name, tmp_path):
 def test_hash_command_and_batch_grouping(tmp_path):
     """``python -m bitswap.exact_mlp hash`` prints :func:`output_digests`, whatever the batch."""
     from bitswap import zoo
-    path = zoo.ASSETS / zoo.manifest()["bbans-raw"]["exact_file"]
+    path = zoo.ASSETS / zoo.manifest()["bbans-raw"]["exact"]["file"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     lines = {}
     for batch in (1, 5):

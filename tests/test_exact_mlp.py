@@ -212,8 +212,8 @@ def test_shipped_exact_networks(name):
     0.3%), and real MNIST digits code and decode exactly at about that rate."""
     entry = zoo.manifest()[name]
     exact = em.load_shipped(name)
-    assert (zoo.ASSETS / entry["exact_file"]).stat().st_size < 4 << 20
-    assert abs(entry["exact_test_elbo"] / entry["test_elbo"] - 1) < 3e-3
+    assert (zoo.ASSETS / entry["exact"]["file"]).stat().st_size < 4 << 20
+    assert abs(entry["exact"]["test_elbo"] / entry["test_elbo"] - 1) < 3e-3
     model = zoo.load(name)
     assert exact.config == model.config and exact.latent_bits == bbans.CODING[model.config.likelihood]["latent_bits"]
     images = load_dataset("mnist", "test", PACKAGED_MNIST.parent)[:16]
