@@ -331,8 +331,9 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     keys only)."""
     import time
 
+    from . import legacy
     from .coders import Coder
-    from .latent_models import ExactHierarchy
+    from .latent_models import ResNetHierarchy
 
     t0 = time.perf_counter()
     if not images:
@@ -357,11 +358,12 @@ def compress(images: list[SourceImage], model, *, model_name: str | None = None,
     mode, exact_net, int_bins = _file_coding(model, inference, quantbits, strategy, device) if v3 \
         else (fmt.INFERENCE_FLOAT32, None, None)
     if exact_net is not None:
-        coder = Coder(ExactHierarchy(exact_net, int_bins), bitswap=bitswap, lanes=lanes, precision=precision)
+        coder = Coder(ResNetHierarchy(exact_net, int_bins), bitswap=bitswap, lanes=lanes, precision=precision)
         model_hash, bins_digest = exact_net.digest(), int_bins.digest
     else:
         bins = bins if bins is not None else get_bins(model, quantbits, strategy)
-        coder = Coder(model, bins, bitswap=bitswap, lanes=lanes, precision=precision, device=device)
+        coder = Coder(legacy.FloatLogisticHierarchy(model, bins, device), bitswap=bitswap, lanes=lanes,
+                      precision=precision)
         model_hash, bins_digest = weights_hash(model), bins.digest
         quantbits, strategy = bins.quantbits, bins.strategy
     entries, tiles, used = [], [], set()
@@ -472,7 +474,7 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
     """The coder of an exact-network file: the shipped exact network and integer bins of the
     model, checked against the digests the file records."""
     from .coders import Coder
-    from .latent_models import ExactHierarchy
+    from .latent_models import ResNetHierarchy
     h = c.header
     # int64 activations and two float32 digit passes: about 3x the float network's memory
     limits.check_memory(decode_memory(c, 3 * network_bytes_per_patch(model)), "decoding this file")
@@ -490,33 +492,8 @@ def _exact_decoder(c: Container, model, device, limits: Limits, network_batch: i
     if int_bins.digest != h.bins_digest.hex():
         raise ModelError(f"the integer latent bins installed for {h.model_name!r} (digest {int_bins.digest[:16]}) "
                          f"are not the ones the file was coded with ({h.bins_digest.hex()[:16]})")
-    return Coder(ExactHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
+    return Coder(ResNetHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
                  bitswap=h.bitswap, lanes=h.lanes, precision=h.precision)
-
-
-def _float_decoder(c: Container, model, device, limits: Limits, bins, allow_new_bins: bool):
-    """The coder of a float32-network file (versions 1-3): the model, checked against the
-    file's weights hash, with its latent bins (cached, or computed if allowed)."""
-    from .coders import Coder
-    h = c.header
-    check_model(h, model)
-    per_patch = network_bytes_per_patch(model)
-    limits.check_memory(decode_memory(c, per_patch), "decoding this file")
-    if bins is None:
-        try:
-            bins = get_bins(model, h.quantbits, h.strategy, compute=False)
-        except LimitError:
-            if not allow_new_bins:
-                raise
-            limits.check_memory(decode_memory(c, per_patch, bins_bytes(h, model)),
-                                "decoding this file (computing its latent bins)")
-            bins = get_bins(model, h.quantbits, h.strategy)
-    if bins.digest != h.bins_digest.hex():
-        raise ChecksumMismatchError(
-            f"the latent bins computed here (digest {bins.digest[:16]}) differ from the ones used to compress "
-            f"(digest {h.bins_digest.hex()[:16]}): the model computed different values on this hardware/software "
-            "than when compressing; decode where it was compressed (same device type)")
-    return Coder(model, bins, bitswap=h.bitswap, lanes=h.lanes, precision=h.precision, device=device)
 
 
 def decompress(c: Container, model, *, device=None, limits: Limits | None = None, progress: bool = False,
@@ -543,7 +520,8 @@ def decompress(c: Container, model, *, device=None, limits: Limits | None = None
         if h.inference == fmt.INFERENCE_EXACT:
             coder = _exact_decoder(c, model, device, limits, network_batch)
         else:
-            coder = _float_decoder(c, model, device, limits, bins, allow_new_bins)
+            from . import legacy
+            coder = legacy.float_decoder(c, model, device, limits, bins, allow_new_bins)
         msg = c.message()
         mch = h.model_channels
         counts = [_patch_count(e, mch) for e in coded]

@@ -122,8 +122,8 @@ class CodingModel:
         return int(self.x_shape[0])
 
     def protocol(self, network_batch: int | None = None):
-        from .latent_models import ExactHierarchy
-        return ExactHierarchy(self.network, self.bins, network_batch=network_batch)
+        from .latent_models import ResNetHierarchy
+        return ResNetHierarchy(self.network, self.bins, network_batch=network_batch)
 
 
 def load_coding(name: str, strategy: str = "uniform", quantbits: int = 10, device="cpu") -> CodingModel:
