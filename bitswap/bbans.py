@@ -15,12 +15,13 @@ holds the paper's settings) on the 32x32-padded MNIST arrays: the model crops th
 and binarizes it itself, so the trainer's data path is unchanged. Losses are in bits per
 28x28 pixel (the paper's unit).
 
-Coding (:class:`BBANSCoding`, the protocol of :mod:`bitswap.latent_models`): each latent is
-discretized into ``2**latent_bits`` buckets equiprobable under the prior (edges
-``ndtri(j / K)``, the network sees the bucket centres ``ndtri((j + 1/2) / K)``), so the prior
-costs exactly ``latent_bits`` bits per latent (:class:`~bitswap.distributions.UniformBits`);
-the posterior is a Gaussian over those buckets; the likelihood a beta-binomial or a
-Bernoulli. The paper's precisions (posterior 14 bits, beta-binomial 14, Bernoulli 12) cost up to
+Coding (:class:`BBANSCoding`, the protocol of :mod:`bitswap.latent_models`, on the model's exact
+integer network :class:`bitswap.exact_mlp.ExactMLP`): each latent is discretized into
+``2**latent_bits`` buckets equiprobable under the prior (edges ``ndtri(j / K)``, the network sees
+the bucket centres ``ndtri((j + 1/2) / K)``, both stored as integers with the exact network), so
+the prior costs exactly ``latent_bits`` bits per latent
+(:class:`~bitswap.distributions.UniformBits`); the posterior is a Gaussian over those buckets;
+the likelihood a beta-binomial or a Bernoulli. The paper's precisions (posterior 14 bits, beta-binomial 14, Bernoulli 12) cost up to
 0.035 bits/dim against the -ELBO; the defaults (:data:`CODING`: posterior 20, beta-binomial 18)
 lose about 0.001.
 """
@@ -38,7 +39,6 @@ from torch import nn
 
 from .codecs import BinEdges
 from .distributions import Bernoulli, BetaBinomial, GaussianOverBins, UniformBits
-from .latent_models import network_outputs
 
 FORMAT = "bitswap-bbans"
 VERSION = 1
@@ -278,60 +278,26 @@ def load_model(payload: dict, map_location="cpu") -> BBANSVAE:
 
 
 class BBANSCoding:
-    """The coder's model protocol for a :class:`BBANSVAE` (see the module docstring); the
-    bucket count and precisions default to :data:`CODING` (the paper's: :data:`PAPER_CODING`)."""
-
-    nz = 1
-    x_shape = (1, 28, 28)
-
-    def __init__(self, model: BBANSVAE, latent_bits: int | None = None,
-                 posterior_precision: int | None = None, likelihood_precision: int | None = None):
-        from scipy.special import ndtri
-        default = CODING[model.config.likelihood]
-        self.model = model.eval()
-        self.latent_bits = int(latent_bits or default["latent_bits"])
-        self.posterior_precision = int(posterior_precision or default["posterior_precision"])
-        self.likelihood_precision = int(likelihood_precision or default["likelihood_precision"])
-        if not 1 <= self.latent_bits <= 16 or self.posterior_precision < self.latent_bits:
-            raise ValueError("latent bits must be in [1, 16] and at most the posterior precision")
-        K = 1 << self.latent_bits
-        self.edges = BinEdges(ndtri(np.arange(K + 1) / K))         # +-inf at the ends
-        self.centres = ndtri((np.arange(K) + 0.5) / K).astype(np.float32)
-        self.latent = model.config.latent
-
-    def posterior(self, i: int, given: np.ndarray) -> GaussianOverBins:
-        x = torch.from_numpy(given.astype(np.float32)).to(self.model.device)
-        mu, std = network_outputs(self.model.infer, 0, x)
-        return GaussianOverBins(mu, std, self.edges, self.posterior_precision)
-
-    def likelihood(self, i: int, given: np.ndarray):
-        z = torch.from_numpy(self.centres[given]).to(self.model.device)
-        params = network_outputs(self.model.generate, 0, z)
-        if self.model.config.likelihood == "beta-binomial":
-            return BetaBinomial(255, params[0], params[1], self.likelihood_precision)
-        return Bernoulli(params[0], self.likelihood_precision)
-
-    def prior(self, batch: int) -> UniformBits:
-        return UniformBits((batch, self.latent), self.latent_bits)
-
-
-
-class ExactBBANSCoding:
-    """The coder's model protocol for the exact integer network of a BB-ANS model
-    (:class:`bitswap.exact_mlp.ExactMLP`): the scheme of :class:`BBANSCoding` (posterior
-    Gaussian over the 2**latent_bits buckets equiprobable under the prior, prior uniform over
-    them, likelihood beta-binomial or Bernoulli, precisions as :data:`CODING`) with the integer
-    families of :mod:`bitswap.intdistributions`. Built from the stored exact network alone (its
-    file holds the buckets' integer edges and centres; no float weights, no ``ndtri``), so a
-    stream decodes bit for bit on any machine. The network's outputs do not depend on how images
-    are grouped into batches, so it may run ``network_batch`` images at a time (bounded memory)."""
+    """The coder's model protocol for a BB-ANS model, on its exact integer network
+    (:class:`bitswap.exact_mlp.ExactMLP`): the posterior a Gaussian over the 2**latent_bits
+    buckets equiprobable under the N(0, 1) prior, the prior uniform over them, the likelihood a
+    beta-binomial or a Bernoulli, the precisions of :data:`CODING` (the module docstring), with
+    the integer families of :mod:`bitswap.distributions`. Built from the stored exact network
+    alone (its file holds the buckets' integer edges and centres; no float weights, no
+    ``ndtri``), so a stream decodes bit for bit on any machine. The network's outputs do not
+    depend on how images are grouped into batches, so it may run ``network_batch`` images at a
+    time (bounded memory). (The float32 :class:`BBANSVAE` codes through
+    :class:`bitswap.legacy.FloatBBANSCoding`, for comparisons only.)"""
 
     nz = 1
     x_shape = (1, 28, 28)
 
     def __init__(self, exact, posterior_precision: int | None = None, likelihood_precision: int | None = None,
                  network_batch: int | None = None):
-        from .intcodecs import IntBinEdges
+        if isinstance(exact, BBANSVAE):
+            raise TypeError("BBANSCoding codes with the exact integer network (bitswap.exact_mlp: "
+                            "load_shipped, from_model); the float32 model codes through "
+                            "bitswap.legacy.FloatBBANSCoding")
         default = CODING[exact.config.likelihood]
         self.model = exact
         self.latent_bits = exact.latent_bits
@@ -342,7 +308,7 @@ class ExactBBANSCoding:
         if network_batch is not None and network_batch < 1:
             raise ValueError("network_batch must be >= 1")
         self.network_batch = network_batch
-        self.edges = IntBinEdges(exact.edges)
+        self.edges = BinEdges(exact.edges)
         self.centres = exact.centres
         self.latent = exact.latent
 
@@ -352,17 +318,15 @@ class ExactBBANSCoding:
         outs = [fn(0, torch.from_numpy(np.ascontiguousarray(given[a:a + step]))) for a in range(0, B, step)]
         return tuple(torch.cat([o[k] for o in outs]).cpu().numpy().reshape(B, -1) for k in range(len(outs[0])))
 
-    def posterior(self, i: int, given: np.ndarray):
-        from .intdistributions import IntGaussianOverBins
+    def posterior(self, i: int, given: np.ndarray) -> GaussianOverBins:
         mu, std = self._outputs(self.model.infer, given)
-        return IntGaussianOverBins(mu, std, self.edges, self.posterior_precision)
+        return GaussianOverBins(mu, std, self.edges, self.posterior_precision)
 
     def likelihood(self, i: int, given: np.ndarray):
-        from .intdistributions import IntBernoulli, IntBetaBinomial
         params = self._outputs(self.model.generate, self.centres[given])
         if self.model.raw:
-            return IntBetaBinomial(255, params[0], params[1], self.likelihood_precision)
-        return IntBernoulli(params[0], self.likelihood_precision)
+            return BetaBinomial(255, params[0], params[1], self.likelihood_precision)
+        return Bernoulli(params[0], self.likelihood_precision)
 
     def prior(self, batch: int) -> UniformBits:
         return UniformBits((batch, self.latent), self.latent_bits)

@@ -1,4 +1,4 @@
-"""Codecs: push/pop pairs over a :class:`~bitswap.ans.Message`.
+"""Codecs: push/pop pairs over a :class:`~bitswap.ans.Message`, with integer probabilities.
 
 A codec is built from the parameters of one distribution per lane (numpy arrays with
 one entry per lane) and offers
@@ -17,37 +17,43 @@ A codec with ``n`` lanes works on the first ``n / streams`` lanes of each stream
 message (see :mod:`bitswap.ans`), so tensors of different sizes (pixels and smaller
 latents) share one message and every image stays in its own stream.
 
-Quantization
-------------
-Every discrete distribution here is a CDF ``F`` over ``K`` bins, mapped to integers at
-precision ``p`` (``M = 2**p``) by ``C(j) = trunc(F(e_j) * (M - K)) + j``. ``C`` is strictly
-increasing, ``C(0) = 0`` and ``C(K) = M``, so every bin keeps a frequency of at least 1,
-whatever the float values. Encoder and decoder compute ``C(j)`` with the same float64
-operations on the same inputs, elementwise, so they agree bit for bit.
+Integer probabilities
+---------------------
+Every (start, frequency) pair a codec hands the message comes from integer arithmetic only,
+so an encoder and a decoder on different CPUs, numpy builds or SIMD levels agree bit for bit.
+Parameters are integers: ``mu``, ``scale`` and bin edges int64 on the ``2**-16`` grid of
+:mod:`bitswap.intcdf` (what the exact networks output), a Bernoulli's ``p`` out of ``2**32``,
+a beta-binomial's ``a`` and ``b`` on the ``2**-20`` grid; floats are refused.
 
-Decoding never builds a per-lane table of ``K`` entries: :func:`_search` finds the
-bin index, evaluating ``C`` at one index per lane per step (``log2 K`` steps). Encoding
-evaluates ``C`` at the two edges of the symbol's bin.
+A distribution over ``K`` bins is a CDF ``G`` in units of ``2**-32`` (the integer logistic and
+Gaussian tables of :mod:`bitswap.intcdf` and :mod:`bitswap.inttables`, or the beta-binomial's
+integer log-pmf), mapped to precision ``p`` (``M = 2**p``) by
+``C(j) = (G(e_j) (M - K)) >> 32 + j``: strictly increasing, ``C(0) = 0`` and ``C(K) = M``, so
+every bin keeps a frequency of at least 1 whatever the parameters. Encoding evaluates ``C``
+at the two edges of the symbol's bin.
+
+Decoding finds the bin ``j`` with ``C(j) <= cf < C(j + 1)`` without a per-lane table of ``K``
+entries: the logistic and Gaussian codecs *guess* it by integer arithmetic (inverting the CDF
+table at ``cf``, then locating that value among the row's edges: :meth:`LogisticBins._guess`)
+and verify the guess with two CDF evaluations; a wrong guess costs one step or a binary search
+(:func:`_search`, ``log2 K`` evaluations), never correctness. Files written by the float
+codecs of earlier versions decode with :mod:`bitswap.legacy`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .ans import Message
+from .intcdf import (EDGE_INF, G_BITS, ONE, PARAM_FRAC, SCALE_MAX, VALUE_MAX, cdf_fixed, lane_constants,
+                     logistic_inverse)
+from .inttables import ILOG2_MAX, exp2_neg, ilog2, normal_cdf_fixed, normal_inverse, normal_lane_constants
 
 DEFAULT_PRECISION = 24
-
-
-def _as_f64(a, n: int | None = None, name: str = "parameter") -> np.ndarray:
-    arr = np.ascontiguousarray(np.asarray(a, dtype=np.float64).reshape(-1))
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+MAX_PRECISION = 30      # keeps (cf << 32) and G (M - K) below 2**63
 
 
 def _check_symbols(symbols, n: int, nbins: int) -> np.ndarray:
@@ -63,6 +69,19 @@ def _check_symbols(symbols, n: int, nbins: int) -> np.ndarray:
     if n and (x.min() < 0 or x.max() >= nbins):
         raise ValueError(f"symbol outside the alphabet [0, {nbins})")
     return x.astype(np.uint64)
+
+
+def _as_int64(a, name: str, n: int | None = None) -> np.ndarray:
+    """A flat int64 array from an integer array (floats are refused: parameters are integers)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an integer array on the 2**-16 grid, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() >= np.uint64(1 << 63):
+        raise ValueError(f"{name} is out of range")
+    arr = np.ascontiguousarray(arr.astype(np.int64, copy=False).reshape(-1))
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} entries, expected {n}")
+    return arr
 
 
 _CHUNK = 1 << 15   # lanes per bisection block: keeps the working arrays in cache
@@ -182,23 +201,46 @@ class Uniform(Codec):
         return cf.copy(), cf.copy(), np.ones(cf.shape[0], dtype=np.uint64)
 
 
+class Serial:
+    """Codecs applied one after another; pop runs them in reverse order (a combinator over
+    whole codecs, not a lane codec: it has no ``push_chunks``).
+
+    ``push(msg, [s0, s1, ...])`` pushes ``s0`` with the first codec, then ``s1``...
+    """
+
+    def __init__(self, codecs: Sequence[Codec]):
+        self.codecs = list(codecs)
+
+    def push(self, msg, symbols):
+        if len(symbols) != len(self.codecs):
+            raise ValueError(f"expected {len(self.codecs)} symbol arrays")
+        return [c.push(msg, s) for c, s in zip(self.codecs, symbols)]
+
+    def pop(self, msg):
+        out = [c.pop(msg) for c in reversed(self.codecs)][::-1]
+        return [s for s, _ in out], [b for _, b in out]
+
+
 class _QuantizedCDF(Codec):
-    """Shared push/pop for codecs defined by a quantized CDF ``_cdf(j)`` over K bins."""
+    """Shared push/pop for codecs defined by a quantized CDF ``_cdf(j)`` over K bins: the
+    symbol's two CDF values when pushing; when popping, a guess (:meth:`_guess`) verified by
+    two CDF values, else a binary search. The float codecs of :mod:`bitswap.legacy` use it too,
+    with their own ``_MAX_PRECISION``."""
 
     nbins: int
+    _MAX_PRECISION = MAX_PRECISION
 
     def _cdf(self, j: np.ndarray, sl: slice = slice(None)) -> np.ndarray:
         """Quantized CDF C(j) for the lanes ``sl`` (one index per lane)."""
         raise NotImplementedError
 
     def _setup(self, n: int, nbins: int, precision: int) -> None:
-        if not 1 <= precision <= 31:
-            raise ValueError("precision must be in [1, 31]")
+        if not 1 <= precision <= self._MAX_PRECISION:
+            raise ValueError(f"precision must be in [1, {self._MAX_PRECISION}]")
         if nbins < 1 or (1 << precision) < nbins:
             raise ValueError(f"{nbins} bins do not fit at precision {precision}")
         self.n, self.nbins, self.precision = n, nbins, precision
         self._total = np.uint64(1 << precision)
-        self._scale = float((1 << precision) - nbins)
 
     def intervals(self, symbols) -> tuple[np.ndarray, np.ndarray]:
         x = _check_symbols(symbols, self.n, self.nbins)
@@ -220,8 +262,8 @@ class _QuantizedCDF(Codec):
 
         Exact whatever the guess: a guessed bin is verified with two CDF evaluations, a
         wrong one gets one step towards cf, and lanes still wrong fall back to the binary
-        search. With a good guess (equal-width bins) this replaces the search's
-        ceil(log2 K) CDF evaluations by two."""
+        search. With a good guess this replaces the search's ceil(log2 K) CDF evaluations
+        by two."""
         lanes = slice(a, b)
         j = self._guess(cf, lanes)
         if j is None:
@@ -246,65 +288,182 @@ class _QuantizedCDF(Codec):
         return j, lo, hi - lo
 
 
-class BinEdges:
-    """Bin edges checked and laid out for :class:`LogisticBins`, once for every codec using them.
+class _TableCodec(_QuantizedCDF):
+    """Push/pop for codecs whose quantized CDF has no cheap closed form: ``_tables(where)``
+    builds the table ``C(0..K)`` of the lanes ``where`` (a slice), block by block when coding
+    (for all lanes when pushing, for the popped part's lanes when popping; never kept for a whole
+    tensor, which could take hundreds of MB). Decoding compares cf with the table's entries."""
 
-    ``edges`` has shape ``(K + 1,)`` or ``(D, K + 1)``. The first and last edges are treated
-    as -inf and +inf (F = 0 and 1 exactly there). A row may use fewer bins than K: its
-    inner edges are then finite up to its own last edge and +inf after it (the adaptive
-    latent bins give each dimension its own count, see :mod:`bitswap.discretization`); the
-    unused bins past it keep the frequency of 1 every bin has. Each row is padded with +inf
-    up to a power of two plus one for the search. A coder builds one per latent layer:
+    _BLOCK = 1024   # lanes per table block
+
+    def _tables(self, where: slice) -> np.ndarray:
+        """Quantized CDF C(0..K) of the lanes ``where``, (L, K + 1) uint64."""
+        raise NotImplementedError
+
+    def intervals(self, symbols):
+        x = _check_symbols(symbols, self.n, self.nbins).astype(np.int64)
+        start = np.empty(self.n, dtype=np.uint64)
+        freq = np.empty(self.n, dtype=np.uint64)
+        for s in range(0, self.n, self._BLOCK):
+            sl = slice(s, min(self.n, s + self._BLOCK))
+            t = self._tables(sl)
+            r = np.arange(t.shape[0])
+            start[sl] = t[r, x[sl]]
+            freq[sl] = t[r, x[sl] + 1] - start[sl]
+        return start, freq
+
+    def _locate(self, cf, a, b):
+        j = np.empty(b - a, dtype=np.uint64)
+        lo = np.empty(b - a, dtype=np.uint64)
+        hi = np.empty(b - a, dtype=np.uint64)
+        for s in range(a, b, self._BLOCK):
+            e = min(b, s + self._BLOCK)
+            t = self._tables(slice(s, e))
+            c = cf[s - a:e - a]
+            jj = (t[:, 1:] <= c[:, None]).sum(axis=1)        # C(j) <= cf < C(j + 1)
+            r = np.arange(t.shape[0])
+            j[s - a:e - a], lo[s - a:e - a], hi[s - a:e - a] = jj, t[r, jj], t[r, jj + 1]
+        return j, lo, hi - lo
+
+
+# --------------------------------------------------------------------------------- bin edges
+
+def check_edges(e: np.ndarray) -> np.ndarray:
+    """Check int64 edges ``(D, K + 1)``: each row ``-EDGE_INF``, strictly increasing finite
+    values (``|e| <= VALUE_MAX``), ``+EDGE_INF`` padding up to its last entry. Returns the
+    number of bins each row uses."""
+    if np.any(e[:, 0] != -EDGE_INF) or np.any(e[:, -1] != EDGE_INF):
+        raise ValueError("each row of edges must start with -EDGE_INF and end with +EDGE_INF")
+    inner = e[:, 1:-1]
+    finite = np.abs(inner) <= VALUE_MAX
+    if (np.any(~finite & (inner != EDGE_INF)) or np.any(finite[:, 1:] & ~finite[:, :-1])
+            or np.any((inner[:, 1:] <= inner[:, :-1]) & finite[:, 1:])):
+        raise ValueError("inner edges must be finite (|e| <= 2**40), strictly increasing, "
+                         "and may end in +EDGE_INF padding")
+    return finite.sum(axis=1) + 1
+
+
+# The logistic CDF at scale 1 (the top layer's bins are its quantiles): its lane constants.
+_UNIT = lane_constants(np.array([ONE], dtype=np.int64))
+_EQUAL_SHIFT_MAX = 40       # the equal-width guess multiplies by 2**shift / bin width
+
+
+class BinEdges:
+    """Integer bin edges checked and laid out for :class:`LogisticBins`, once per latent layer.
+
+    ``edges`` is an integer array ``(K + 1,)`` or ``(D, K + 1)`` on the 2**-16 grid. Each row
+    starts with ``-EDGE_INF`` and ends with ``+EDGE_INF`` (the open outer bins); its inner
+    edges are finite (``|e| <= VALUE_MAX``) and strictly increasing up to the row's own last
+    bin, then ``+EDGE_INF`` padding: a row may use fewer bins than K (the adaptive latent
+    bins give each dimension its own count, see :mod:`bitswap.discretization`; the unused bins
+    keep the frequency of 1 every bin has). Rows are padded with ``+EDGE_INF`` to a power of
+    two plus one entries for the binary searches. A coder builds one per latent layer:
     checking and padding a CIFAR-10 layer's 2048 x 1025 edges takes milliseconds, too much
     per tensor.
 
-    For the pop's guess (:meth:`LogisticBins._guess`) it records per row the number of bins
-    in use (``counts``) and either that the inner edges are equiprobable under Logistic(0, 1)
-    (``logistic``, the top latent layer) or the line through the first and last finite inner
-    edge (``first``, ``slope``: exact for equal-width bins). A guess is always verified.
+    The pop's guess (:meth:`LogisticBins._guess`) needs the bin of a value ``z`` in a row:
+    :meth:`bin_of`, by the cheapest of three rules that holds for every row (``rule``),
+    recognised here by integer arithmetic:
+
+    - ``equal``: every inner edge within a quarter bin of the line through the row's first and
+      last inner edge (the pixels' bins, the paper's equal-width bins of the lower latent
+      layers, uniform or adaptive): the line's bin, from the row's first edge and inverse bin
+      width kept as integers;
+    - ``logistic``: inner edge ``k`` at ``logit(k / count)`` on the grid (the top layer's bins,
+      equiprobable under the Logistic(0, 1) prior, one count per row when adaptive): bin
+      ``(count G(z)) >> 32`` with ``G`` the integer logistic CDF;
+    - ``search``: otherwise (the BB-ANS buckets, equiprobable under N(0, 1); quantile bins): a
+      branchless binary search over the row's edges (comparisons of edges, not CDF evaluations).
     """
 
     def __init__(self, edges):
-        edges = np.asarray(edges, dtype=np.float64)
-        if edges.ndim == 1:
-            edges = edges[None, :]
-        if edges.ndim != 2 or edges.shape[1] < 2:
+        arr = np.asarray(edges)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] < 2:
             raise ValueError("edges must have shape (K + 1,) or (D, K + 1)")
-        self.rows, K1 = edges.shape
+        self.rows, K1 = arr.shape
+        e = _as_int64(arr, "edges").reshape(self.rows, K1)
         self.nbins = K = K1 - 1
-        inner = edges[:, 1:-1]
-        finite = np.isfinite(inner)
-        counts = finite.sum(axis=1) + 1
-        # finite edges first, then only +inf; non-decreasing (inf >= inf holds, NaN never does)
-        if (np.any(np.isnan(inner)) or np.any(inner == -np.inf)
-                or np.any(finite[:, 1:] & ~finite[:, :-1])
-                or np.any(~(inner[:, 1:] >= inner[:, :-1]))):
-            raise ValueError("inner bin edges must be finite (a row may end in +inf padding) "
-                             "and non-decreasing")
-        self.counts = counts.astype(np.float64)   # float: the guess computes with them
-        r = np.arange(self.rows)
-        self.first = np.where(counts >= 2, inner[:, 0] if K > 1 else 0.0, 0.0)
-        last = inner[r, np.maximum(counts - 2, 0)] if K > 1 else np.zeros(self.rows)
-        span = last - self.first
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # two bins: any positive slope puts z < e_1 in bin 0 and the rest in bin 1
-            self.slope = np.where((counts >= 3) & (span > 0), (counts - 2) / span,
-                                  np.where(counts == 2, 1.0, 0.0))
-        # Edges equiprobable under Logistic(0, 1) (the top latent layer's bins) get their own
-        # guess: the bin of z is floor(K sigmoid(z)). Checked on every row.
-        self.logistic = False
-        if K >= 3 and np.all(counts >= 3):
-            j = np.arange(1, K, dtype=np.float64)[None, :]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                expect = np.log(j) - np.log(counts[:, None] - j)
-                expect = np.where(j < counts[:, None], expect, np.inf)
-                close = np.where(finite, np.abs(inner - expect) <= 1e-9, expect == np.inf)
-            self.logistic = bool(np.all(close))
-        self.width = (1 << int(K - 1).bit_length()) + 1
-        table = np.full((self.rows, self.width), np.inf)
-        table[:, :K] = edges[:, :-1]
-        table[:, 0] = -np.inf
+        self.counts = check_edges(e)
+        self.width = W = (1 << int(K - 1).bit_length()) + 1
+        table = np.full((self.rows, W), EDGE_INF, dtype=np.int64)
+        table[:, :K] = e[:, :-1]
         self.table = table.reshape(-1)
+        self._steps = [1 << k for k in reversed(range(int(K - 1).bit_length()))]
+        self.rule = "equal" if self._equal_width(e) else "logistic" if self._logistic(e) else "search"
+
+    def _equal_width(self, e: np.ndarray) -> bool:
+        """Whether every row is (nearly) equal-width; if so, keep the line's integers: per row
+        the first inner edge, the bin count and ``inverse = ((count - 2) << shift) // (last -
+        first)`` (1 for two bins: the sign of ``z - first`` decides), ``shift`` as large as the
+        widest row allows without overflow."""
+        counts = self.counts
+        r = np.arange(self.rows)
+        first = np.where(counts >= 2, e[:, 1], 0)
+        span = np.where(counts >= 2, e[r, np.maximum(counts - 1, 1)], 0) - first
+        k = np.arange(1, self.nbins, dtype=np.int64)[None, :]
+        wide = counts >= 3
+        if wide.any():
+            m = np.maximum(counts[:, None] - 2, 1)
+            line = first[:, None] + ((k - 1) * span[:, None]) // m
+            inner = np.where(k < counts[:, None], e[:, 1:-1], line)
+            if np.any((np.abs(inner - line) * 4 * m > span[:, None]) & wide[:, None]):
+                return False
+        # z - first is clipped to [-1, widest]: widest * inverse <= most << shift < 2**63
+        widest = int(span.max()) + 1
+        most = int(((counts[wide] - 2) * -(-widest // span[wide])).max()) if wide.any() else 1
+        shift = min(_EQUAL_SHIFT_MAX, 62 - most.bit_length())
+        if shift <= widest.bit_length():        # two-bin rows need (z - first) >> shift == 0
+            return False
+        inverse = np.zeros(self.rows, dtype=np.int64)
+        inverse[wide] = ((counts[wide] - 2) << shift) // span[wide]
+        inverse[counts == 2] = 1
+        self._first, self._inverse, self._shift, self._widest = first, inverse, shift, widest
+        return True
+
+    def _logistic(self, e: np.ndarray) -> bool:
+        """Whether inner edge ``k`` of every row is ``logit(k / count)`` on the grid, checked with
+        the integer logistic CDF: ``count G`` within 2 grid units and 2**-21 of ``k << 32``."""
+        # logit(k / count) depends on the count only: check one row per count, the rest equal it
+        _, first, which = np.unique(self.counts, return_index=True, return_inverse=True)
+        if not np.array_equal(e, e[first][which.reshape(-1)]):
+            return False
+        counts = self.counts[first][:, None]
+        k = np.arange(1, self.nbins, dtype=np.int64)[None, :]
+        used = k < counts
+        inner = np.where(used, e[first, 1:-1], 0)
+
+        def G(d):
+            return cdf_fixed(np.ascontiguousarray(d).reshape(-1), *_UNIT).reshape(d.shape)
+        low, high = counts * (G(inner - 2) - (1 << 11)), counts * (G(inner + 2) + (1 << 11))
+        target = k << G_BITS
+        return bool(np.all(~used | ((low <= target) & (target <= high))))
+
+    def bin_of(self, z: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """The bin (int64) of each int64 value ``z`` in its row (``rows``: the row of each value,
+        None for one shared row), by :attr:`rule`; clipped to the row's bins."""
+        r = 0 if rows is None else rows
+        count = self.counts[r]
+        if self.rule == "equal":
+            d = z - self._first[r]
+            np.clip(d, -1, self._widest, out=d)
+            d *= self._inverse[r]
+            d >>= self._shift
+            d += 1
+        elif self.rule == "logistic":
+            d = cdf_fixed(z, *_UNIT)
+            d *= count
+            d >>= G_BITS
+        else:
+            base = 0 if rows is None else rows * self.width
+            d = np.zeros(z.shape[0], dtype=np.int64)
+            for step in self._steps:
+                d += (self.table.take(base + d + step) <= z) * step
+            return d
+        np.minimum(d, count - 1, out=d)
+        np.maximum(d, 0, out=d)
+        return d
 
 
 def lane_rows(rows, n: int, D: int) -> np.ndarray:
@@ -320,245 +479,239 @@ def lane_rows(rows, n: int, D: int) -> np.ndarray:
     return rows
 
 
-class LogisticBins(_QuantizedCDF):
-    """A logistic (mu, scale) per lane, coded over fixed bin edges.
+# ------------------------------------------------------------------ logistic and Gaussian bins
 
-    ``edges`` (a :class:`BinEdges` or what it takes) has shape ``(K + 1,)`` (shared by all
-    lanes) or ``(D, K + 1)``: lane ``l`` then uses row ``rows[l]``, by default ``l % D``
-    (lanes are images x dimensions, dimension fastest). The first and last edges are
-    treated as -inf and +inf, so the bins cover the real line.
-    This is Bit-Swap's latent codec: the bins are the discretization of a latent layer.
+class LogisticBins(_QuantizedCDF):
+    """A logistic (mu, scale) per lane over integer bin edges: Bit-Swap's latent codec (the
+    bins are the discretization of a latent layer) and, over the pixel edges, its pixel codec.
+
+    ``mu`` and ``scale`` are integer arrays on the 2**-16 grid (``|mu| <= 2**40``,
+    ``1 <= scale <= 2**31``); ``edges`` is a :class:`BinEdges` or what it takes: shape
+    ``(K + 1,)`` (shared by all lanes) or ``(D, K + 1)``, lane ``l`` then using row ``rows[l]``,
+    by default ``l % D`` (lanes are images x dimensions, dimension fastest).
+    ``precision`` <= 30. The quantized CDF is ``C(j) = (G(e_j - mu) (M - K)) >> 32 + j``
+    with ``G`` the integer logistic CDF of :func:`bitswap.intcdf.cdf_fixed`.
     """
 
+    # the integer CDF, its per-lane constants and its inverse (the Gaussian subclass swaps them)
+    _cdf_fixed = staticmethod(cdf_fixed)
+    _lane_constants = staticmethod(lane_constants)
+    _inverse = staticmethod(logistic_inverse)
+
     def __init__(self, mu, scale, edges, precision: int = DEFAULT_PRECISION, rows=None):
-        mu = _as_f64(mu, name="mu")
+        mu = _as_int64(mu, "mu")
         n = mu.shape[0]
-        scale = _as_f64(scale, n, "scale")
-        if np.any(scale <= 0):
-            raise ValueError("scale must be positive")
+        scale = _as_int64(scale, "scale", n)
+        if n and (np.abs(mu).max() > VALUE_MAX):
+            raise ValueError("mu is out of range (|mu| <= 2**40 on the 2**-16 grid)")
+        if n and (scale.min() < 1 or scale.max() > SCALE_MAX):
+            raise ValueError("scale must be in [1, 2**31] on the 2**-16 grid")
         edges = edges if isinstance(edges, BinEdges) else BinEdges(edges)
         D = edges.rows
         rows = lane_rows(rows, n, D)
         self._setup(n, edges.nbins, precision)
         self._bin_edges = edges
-        self._mu = mu
-        self._inv_scale = 1.0 / scale
-        self._edges = edges.table
-        self._rows = rows if D > 1 else None
-        self._row = rows.astype(np.uint64) * np.uint64(edges.width) if D > 1 else None
-
-    def _guess(self, cf, lanes):
-        """Invert the logistic at cf and locate the bin as if the inner edges were equally
-        spaced (they are for the pixels and for the uniform and adaptive lower-layer bins) or,
-        for the top layer's bins, logistic quantiles, each row with its own number of bins.
-
-        C(j) = trunc(F(e_j) (M - K)) + j: a first guess j0 takes F ~ cf / M (right where the
-        bins follow the distribution), a second F ~ (cf - j0) / (M - K), which also holds
-        where K is not small against M."""
-        K = self.nbins
-        if K < 3 or self._scale <= 0:   # K = 2**precision: every bin has frequency 1
-            return None
-        e = self._bin_edges
-        mu, inv_scale = self._mu[lanes], self._inv_scale[lanes]
-        if self._rows is None:
-            count, first, slope = e.counts[0], e.first[0], e.slope[0]
-        else:
-            r = self._rows[lanes]
-            count = e.counts[r]
-            if not e.logistic:
-                first, slope = e.first[r], e.slope[r]
-        cf = cf.astype(np.float64) + 0.5
-
-        def locate(F):
-            u = np.clip(F, 1e-300, 1.0 - 2.0 ** -53)
-            with np.errstate(all="ignore"):
-                z = mu + np.log(u / (1.0 - u)) / inv_scale
-                if e.logistic:    # edges logit(j / K): the bin of z is floor(K sigmoid(z))
-                    t = np.nan_to_num(count / (1.0 + np.exp(-z)), nan=0.0, posinf=float(K), neginf=0.0)
-                else:
-                    t = np.nan_to_num((z - first) * slope + 1.0, nan=1.0, posinf=float(K), neginf=0.0)
-            return np.clip(np.floor(t), 0.0, count - 1.0)
-
-        j0 = locate(cf / float(self._total))
-        return locate((cf - j0) / self._scale).astype(np.uint64)
+        self._mu, self._scale_fx = mu, scale
+        self._recip, self._lo, self._hi = self._lane_constants(scale)
+        self._span = np.int64((1 << precision) - edges.nbins)
+        self._rows = rows.astype(np.int64) if D > 1 else None
+        self._row = rows.astype(np.int64) * np.int64(edges.width)
 
     def _cdf(self, j, sl=slice(None)):
-        e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
-        with np.errstate(over="ignore"):
-            e = np.exp((self._mu[sl] - e) * self._inv_scale[sl])
-        return (self._scale / (1.0 + e)).astype(np.uint64) + j
+        j = j.astype(np.int64)
+        d = self._bin_edges.table.take(self._row[sl] + j)
+        d -= self._mu[sl]
+        c = self._cdf_fixed(d, self._recip[sl], self._lo[sl], self._hi[sl])
+        c *= self._span
+        c >>= G_BITS
+        c += j
+        return c.view(np.uint64)
+
+    def _guess(self, cf, lanes):
+        """The bin whose quantized CDF likely holds cf, in integer arithmetic: the value
+        ``z = mu + t scale`` where the CDF reaches ``(cf + 1/2) / M`` (``t`` from the table's
+        inverse, :class:`bitswap.intcdf.InverseTable`), then its bin among the row's edges
+        (:meth:`BinEdges.bin_of`). Since ``C(j) = (G (M - K)) >> 32 + j``, a second round takes
+        the CDF at ``(cf + 1/2 - j0) / (M - K)`` with the first round's bin ``j0``, which
+        matters where K is not small against M. :meth:`_locate` verifies the result, so the
+        guess decides the speed of a pop, never its symbol."""
+        if self.nbins < 3 or self._span <= 0:   # K = 2**precision: every bin has frequency 1
+            return None
+        mu, scale = self._mu[lanes], self._scale_fx[lanes]
+        rows = None if self._rows is None else self._rows[lanes]
+        inverse, edges = self._inverse(), self._bin_edges
+        c = cf.astype(np.int64)
+        g = c << 1
+        g += 1
+        g <<= G_BITS - 1 - self.precision                        # (cf + 1/2) / M in units of 2**-32
+        for last in (False, True):
+            t = inverse(g)
+            t *= scale
+            t >>= PARAM_FRAC
+            t += mu
+            j = edges.bin_of(t, rows)
+            if last:
+                return j.view(np.uint64)
+            g = c - j
+            g <<= 1
+            g += 1
+            g <<= G_BITS - 1
+            g //= int(self._span)                                # (cf + 1/2 - j0) / (M - K)
+            np.clip(g, 0, (1 << G_BITS) - 1, out=g)
+
+
+def pixel_edges() -> np.ndarray:
+    """The pixel bins' edges ``(2k - 1) / 255 - 1`` (k = 1..255) on the 2**-16 grid, rounded to
+    nearest by integer arithmetic (no ties: 255 is odd), with the outer edges at -+EDGE_INF."""
+    k = np.arange(1, 256, dtype=np.int64)
+    num = (2 * k - 256) * ONE                      # ((2k - 1)/255 - 1) * 2**16 = num / 255
+    inner = (2 * num + 255) // 510
+    return np.concatenate([[-EDGE_INF], inner, [EDGE_INF]]).astype(np.int64)
 
 
 class DiscretizedLogistic(LogisticBins):
-    """The pixel likelihood: a logistic per sub-pixel over the 256 values.
+    """The pixel likelihood: a logistic per sub-pixel over the 256 values. Value ``v`` is
+    ``x = 2v/255 - 1`` in the [-1, 1] pixel space and owns the bin between :func:`pixel_edges`
+    ``v`` and ``v + 1``, ``[x - 1/255, x + 1/255]`` on the grid; the bins of 0 and 255 extend to
+    -inf and +inf. This is the likelihood the VAE trains with (PixelCNN++ style)."""
 
-    Value ``v`` is ``x = 2v/255 - 1`` in the [-1, 1] pixel space and owns the bin
-    ``[x - 1/255, x + 1/255]``; the bins of 0 and 255 extend to -inf and +inf. This is
-    exactly the likelihood the VAE trains with (PixelCNN++ style).
-    """
-
-    EDGES = np.concatenate([[-np.inf], (2.0 * np.arange(1, 256) - 1.0) / 255.0 - 1.0, [np.inf]])
+    EDGES = pixel_edges()
     _BIN_EDGES = BinEdges(EDGES)
 
     def __init__(self, mu, scale, precision: int = DEFAULT_PRECISION):
         super().__init__(mu, scale, self._BIN_EDGES, precision)
 
 
-class Categorical(_QuantizedCDF):
-    """A categorical distribution from (unnormalised) probabilities.
-
-    ``probs`` is ``(K,)`` for one table shared by all ``n`` lanes, or ``(n, K)``.
-    """
-
-    def __init__(self, probs, n: int | None = None, precision: int = DEFAULT_PRECISION):
-        p = np.asarray(probs, dtype=np.float64)
-        if p.ndim == 1:
-            if n is None:
-                raise ValueError("give n, the number of lanes, for a shared table")
-            p = p[None, :]
-        elif p.ndim != 2 or (n is not None and p.shape[0] != n):
-            raise ValueError("probs must have shape (K,) or (n, K)")
-        n = p.shape[0] if n is None else n
-        if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(axis=1) <= 0):
-            raise ValueError("probabilities must be finite, non-negative and not all zero")
-        K = p.shape[1]
-        self._setup(n, K, precision)
-        F = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
-        F = np.concatenate([np.zeros((p.shape[0], 1)), np.minimum(F, 1.0)], axis=1)
-        width = (1 << int(K - 1).bit_length()) + 1     # padded for the search
-        table = np.empty((p.shape[0], width), dtype=np.uint64)
-        table[:, : K + 1] = (F * self._scale).astype(np.uint64) + np.arange(K + 1, dtype=np.uint64)
-        table[:, 0], table[:, K:] = 0, self._total
-        self._table = table.reshape(-1)
-        self._row = None if p.shape[0] == 1 else np.arange(n, dtype=np.uint64) * np.uint64(width)
-
-    def _cdf(self, j, sl=slice(None)):
-        return self._table[j if self._row is None else self._row[sl] + j]
-
-
-class Serial:
-    """Codecs applied one after another; pop runs them in reverse order (a combinator over
-    whole codecs, not a lane codec: it has no ``push_chunks``).
-
-    ``push(msg, [s0, s1, ...])`` pushes ``s0`` with the first codec, then ``s1``...
-    """
-
-    def __init__(self, codecs: Sequence[Codec]):
-        self.codecs = list(codecs)
-
-    def push(self, msg, symbols):
-        if len(symbols) != len(self.codecs):
-            raise ValueError(f"expected {len(self.codecs)} symbol arrays")
-        return [c.push(msg, s) for c, s in zip(self.codecs, symbols)]
-
-    def pop(self, msg):
-        out = [c.pop(msg) for c in reversed(self.codecs)][::-1]
-        return [s for s, _ in out], [b for _, b in out]
-
-
 class GaussianBins(LogisticBins):
-    """A Gaussian (mu, scale) per lane over fixed bin edges (see :class:`LogisticBins` for
-    ``edges`` and ``rows``): the BB-ANS models' posterior over latent bins equiprobable under
-    their N(0, 1) prior. The CDF is ``ndtr`` (scipy) in float64; decoding bisects."""
+    """A Gaussian (mu, scale) per lane over integer bin edges: the BB-ANS models' posterior over
+    the latent buckets equiprobable under their N(0, 1) prior. The CDF is
+    :func:`bitswap.inttables.normal_cdf_fixed`; parameters, edges and rows as for
+    :class:`LogisticBins`, and so is the pop's guess, with the Gaussian table's inverse."""
 
-    def _guess(self, cf, lanes):
-        return None
-
-    def _cdf(self, j, sl=slice(None)):
-        e = self._edges[j] if self._row is None else self._edges[self._row[sl] + j]
-        with np.errstate(invalid="ignore"):
-            F = _ndtr((e - self._mu[sl]) * self._inv_scale[sl])
-        return (self._scale * F).astype(np.uint64) + j
+    _cdf_fixed = staticmethod(normal_cdf_fixed)
+    _lane_constants = staticmethod(normal_lane_constants)
+    _inverse = staticmethod(normal_inverse)
 
 
-def _ndtr(z: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr
-    return ndtr(z)
+# ---------------------------------------------------------------- Bernoulli and beta-binomial
+
+P_BITS = 32          # Bernoulli's p is an integer in [0, 2**32]
 
 
 class Bernoulli(_QuantizedCDF):
-    """Symbols 0 and 1, ``p`` = P(1) per lane: C(1) = trunc((1 - p)(M - 2)) + 1, so both
-    symbols keep a frequency of at least 1 whatever p."""
+    """Symbols 0 and 1 with ``P(1) = p / 2**32`` per lane (``p`` an integer in [0, 2**32]):
+    ``C(1) = ((2**32 - p)(M - 2)) >> 32 + 1``, so both symbols keep a frequency of at least 1
+    (the binarized-MNIST likelihood)."""
 
     def __init__(self, p, precision: int = DEFAULT_PRECISION):
-        p = _as_f64(p, name="p")
-        if np.any((p < 0) | (p > 1)):
-            raise ValueError("p must be in [0, 1]")
+        p = _as_int64(p, "p")
+        if p.size and (p.min() < 0 or p.max() > 1 << P_BITS):
+            raise ValueError("p must be an integer in [0, 2**32]")
         self._setup(p.shape[0], 2, precision)
-        self._mid = ((1.0 - p) * self._scale).astype(np.uint64) + np.uint64(1)
+        mid = ((1 << P_BITS) - p) * ((1 << precision) - 2)
+        mid >>= P_BITS
+        mid += 1
+        self._mid = mid.view(np.uint64)
 
     def _cdf(self, j, sl=slice(None)):
         return np.where(j >= 2, self._total, j * self._mid[sl])
 
 
-class BetaBinomial(_QuantizedCDF):
-    """Beta-binomial over 0..n per lane (``a``, ``b`` > 0): the BB-ANS raw-MNIST likelihood.
+BB_FRAC = 20             # BetaBinomial's a and b are integers on the 2**-20 grid
+BB_MAX_N = 4095
 
-    Its CDF has no cheap closed form, so each lane's table of ``n + 2`` quantized CDF values is
-    built from the log pmf (``gammaln``) when the lanes are coded: for all lanes once when
-    pushing, for the popped part's lanes when popping (never kept for a whole tensor: 256
-    float64 entries per pixel would be hundreds of MB per batch). Each lane's table depends on
-    that lane's parameters only, through the same float64 operations, so encoder and decoder
-    agree bit for bit.
+
+@functools.lru_cache(maxsize=8)
+def _binomial_constants(n: int) -> np.ndarray:
+    """``c(k) = sum_{i<k} ilog2(n - i) - ilog2(i + 1)`` for k = 0..n: log2 of the binomial
+    coefficients (units of 2**-32), read-only int64."""
+    i = np.arange(n, dtype=np.int64)
+    c = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(ilog2(n - i) - ilog2(i + 1), out=c[1:])
+    c.setflags(write=False)
+    return c
+
+
+def _log_rising(values: np.ndarray, n: int) -> np.ndarray:
+    """``S_v(m) = sum_{j<m} ilog2((j << 20) + v)`` for m = 0..n, one row per value: (U, n + 1)
+    int64 (log2 of the rising factorial of ``v / 2**20``, up to the 2**20 scale)."""
+    j = np.arange(n, dtype=np.int64) << BB_FRAC
+    out = np.zeros((values.shape[0], n + 1), dtype=np.int64)
+    step = max(1, (1 << 20) // max(n, 1))
+    for a in range(0, values.shape[0], step):
+        np.cumsum(ilog2(j[None, :] + values[a:a + step, None]), axis=1, out=out[a:a + step, 1:])
+    return out
+
+
+class BetaBinomial(_TableCodec):
+    """Beta-binomial over 0..n per lane from integer ``a``, ``b`` on the 2**-20 grid
+    (``a / 2**20`` real, ``1 <= a, b`` and ``(n << 20) + a, b < 2**53``): the raw-MNIST
+    likelihood of the BB-ANS models.
+
+    Its log pmf is the sum of the consecutive ratios
+    ``p(k + 1) / p(k) = (n - k)(k + a) / ((k + 1)(n - k - 1 + b))``, in units of 2**-32 of log2
+    with every log by :func:`bitswap.inttables.ilog2` (the 2**20 of ``a`` and ``b`` cancels
+    between numerator and denominator). Summed, up to a per-lane constant:
+    ``L(k) = c(k) + S_a(k) + S_b(n - k)`` with ``c`` the log binomial coefficients and
+    ``S_v(m) = sum_{j<m} ilog2((j << 20) + v)``, one row per distinct parameter value (a
+    network's outputs come from a lookup table: a batch of 100 raw-MNIST images has some
+    16,000 distinct values for its 156,800 a and b, so the rows are computed once per codec;
+    with too many distinct values, once per block of lanes). Then
+    ``p(k) = exp2_neg(max L - L(k))`` (the mode gets 2**32, the rest down to 0), ``cum`` its
+    running sum (below 2**44), and the quantized CDF
+    ``C(j) = ((cum(j) r) >> 30) (M - K) >> 32 + j`` with the per-lane reciprocal
+    ``r = 2**62 // cum(K)``, ``C(K) = M``: strictly increasing, every symbol keeps a frequency
+    of at least 1. Each lane's table from its own ``a``, ``b``, so encoder and decoder agree
+    however lanes are grouped; tables are built per block of lanes when coding
+    (:class:`_TableCodec`).
     """
 
-    _BLOCK = 4096   # lanes per table block
+    _ROWS_BUDGET = 1 << 23          # int64 entries of rows kept for a whole codec (64 MiB)
 
     def __init__(self, n: int, a, b, precision: int = DEFAULT_PRECISION):
-        a = _as_f64(a, name="a")
-        b = _as_f64(b, a.shape[0], "b")
-        if np.any(a <= 0) or np.any(b <= 0):
-            raise ValueError("a and b must be positive")
         n = int(n)
-        if n < 0:
-            raise ValueError("n must be >= 0")
+        if not 1 <= n <= BB_MAX_N:
+            raise ValueError(f"n must be in [1, {BB_MAX_N}]")
+        a = _as_int64(a, "a")
+        b = _as_int64(b, "b", a.shape[0])
+        top = ILOG2_MAX - (n << BB_FRAC)
+        if a.size and (min(a.min(), b.min()) < 1 or max(a.max(), b.max()) >= top):
+            raise ValueError(f"a and b must be integers in [1, 2**53 - (n << {BB_FRAC})) on the 2**-20 grid")
         self._setup(a.shape[0], n + 1, precision)
         self._a, self._b, self._N = a, b, n
+        self._span = np.int64((1 << precision) - (n + 1))
+        values, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        self._rows = None
+        if values.shape[0] * (n + 1) <= self._ROWS_BUDGET:
+            self._rows = _log_rising(values, n)
+            self._ia, self._ib = inverse[:a.shape[0]], inverse[a.shape[0]:]
+
+    def _log_pmf(self, where) -> np.ndarray:
+        """``L(k)`` of the lanes ``where`` (L, n + 1), up to a per-lane constant."""
+        n = self._N
+        if self._rows is not None:
+            rows, ia, ib = self._rows, self._ia[where], self._ib[where]
+        else:
+            a, b = self._a[where], self._b[where]
+            values, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+            rows, ia, ib = _log_rising(values, n), inverse[:a.shape[0]], inverse[a.shape[0]:]
+        logp = rows.take(ia, axis=0)
+        logp += rows.take(ib, axis=0)[:, ::-1]
+        logp += _binomial_constants(n)
+        return logp
 
     def _tables(self, where) -> np.ndarray:
-        """Quantized CDF C(0..K) of the lanes ``where`` (a slice or an index array), (L, K + 1).
-
-        The log pmf up to a constant, from the ratio of consecutive terms
-        p(k + 1) / p(k) = (n - k)(k + a) / ((k + 1)(n - k - 1 + b)): one log per entry
-        (four log-gammas per entry took 4x longer)."""
-        a, b = self._a[where][:, None], self._b[where][:, None]
-        N, K = self._N, self.nbins
-        k = np.arange(N, dtype=np.float64)[None, :]
-        logp = np.zeros((a.shape[0], K))
-        logp[:, 1:] = np.cumsum(np.log(((N - k) * (k + a)) / ((k + 1.0) * (N - k - 1.0 + b))), axis=1)
-        logp -= logp.max(axis=1, keepdims=True)
-        c = np.cumsum(np.exp(logp), axis=1)
-        F = c / c[:, -1:]
-        table = np.empty((a.shape[0], K + 1), dtype=np.uint64)
-        table[:, 0] = 0
-        table[:, 1:] = (np.minimum(F, 1.0) * self._scale).astype(np.uint64) + np.arange(1, K + 1, dtype=np.uint64)
-        table[:, K] = self._total
-        return table
-
-    def intervals(self, symbols):
-        x = _check_symbols(symbols, self.n, self.nbins).astype(np.int64)
-        start = np.empty(self.n, dtype=np.uint64)
-        freq = np.empty(self.n, dtype=np.uint64)
-        for s in range(0, self.n, self._BLOCK):
-            sl = slice(s, min(self.n, s + self._BLOCK))
-            t = self._tables(sl)
-            r = np.arange(t.shape[0])
-            start[sl] = t[r, x[sl]]
-            freq[sl] = t[r, x[sl] + 1] - start[sl]
-        return start, freq
-
-    def locate(self, cf, lanes):
-        a, b = lanes.start, lanes.stop
-        if not 0 <= a <= b <= self.n or cf.shape[0] != b - a:
-            raise ValueError(f"lanes {a}:{b} are not within the codec's {self.n} lanes")
-        j = np.empty(b - a, dtype=np.uint64)
-        lo = np.empty(b - a, dtype=np.uint64)
-        hi = np.empty(b - a, dtype=np.uint64)
-        for s in range(a, b, self._BLOCK):
-            e = min(b, s + self._BLOCK)
-            t = self._tables(slice(s, e))
-            c = cf[s - a:e - a]
-            jj = (t[:, 1:] <= c[:, None]).sum(axis=1)        # C(j) <= cf < C(j + 1)
-            r = np.arange(t.shape[0])
-            j[s - a:e - a], lo[s - a:e - a], hi[s - a:e - a] = jj, t[r, jj], t[r, jj + 1]
-        return j, lo, hi - lo
+        logp = self._log_pmf(where)
+        L, N = logp.shape[0], self._N
+        np.subtract(logp.max(axis=1, keepdims=True), logp, out=logp)
+        p = exp2_neg(logp)
+        cum = np.zeros((L, N + 2), dtype=np.int64)
+        np.cumsum(p, axis=1, out=cum[:, 1:])
+        r = (1 << 62) // cum[:, -1:]
+        cum *= r
+        cum >>= 30
+        cum *= self._span
+        cum >>= 32
+        cum += np.arange(N + 2, dtype=np.int64)
+        cum[:, -1] = 1 << self.precision
+        return cum.view(np.uint64)

@@ -5,9 +5,9 @@ The model (the protocol of :mod:`bitswap.latent_models`) offers, per layer i (0 
 ``prior(batch)``: p(z_nz), each a :class:`~bitswap.distributions.Distribution` (a family
 and its parameters); ``given`` is the symbols of the conditioning layer. The coder asks
 each distribution for its codec over the lanes it wants and uses only the codecs' public
-``push_chunks``/``pop_chunks``: it knows no family and no network. A ResNet VAE with its
-latent bins is wrapped by :class:`~bitswap.latent_models.LogisticHierarchy`
-(``Coder(model, bins)``).
+``push_chunks``/``pop_chunks``: it knows no family and no network. The ResNet VAE's exact
+network with its integer bins is :class:`~bitswap.latent_models.ResNetHierarchy`
+(``Coder(ResNetHierarchy(network, bins))``), a BB-ANS model's :class:`~bitswap.bbans.BBANSCoding`.
 
 Coding an image is a *schedule* of three kinds of steps:
 
@@ -39,11 +39,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .ans import Message
 from .codecs import DEFAULT_PRECISION
-from .latent_models import LogisticHierarchy
 
 # Measured on MNIST nz=8 (total bits/dim after 1 and 10 images): 1 lane 4.72, 1.805; 4 lanes
 # 4.91, 1.827; 16 lanes 5.79, 1.911. Coding time grows with the calls per tensor, which
@@ -72,15 +70,13 @@ class _Timer:
 
 
 class Coder:
-    """Bit-Swap (``bitswap=True``) or BB-ANS coding of image batches with ``model``.
+    """Bit-Swap (``bitswap=True``) or BB-ANS coding of image batches with ``model``, which
+    follows the protocol of :mod:`bitswap.latent_models` (the settings are keywords: ``model``
+    is the protocol object, never a network with its bins)."""
 
-    ``model`` follows the protocol of :mod:`bitswap.latent_models`; a ResNet VAE is given
-    with its latent ``bins`` (then wrapped in a :class:`LogisticHierarchy` on ``device``)."""
-
-    def __init__(self, model, bins=None, bitswap: bool = True, lanes: int = DEFAULT_LANES,
-                 precision: int = DEFAULT_PRECISION, device: str | torch.device | None = None):
-        self.model = model if bins is None else LogisticHierarchy(model, bins, device)
-        self.bins = bins
+    def __init__(self, model, *, bitswap: bool = True, lanes: int = DEFAULT_LANES,
+                 precision: int = DEFAULT_PRECISION):
+        self.model = model
         self.bitswap = bool(bitswap)
         self.lanes = int(lanes)
         if self.lanes < 1:

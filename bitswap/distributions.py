@@ -2,11 +2,12 @@
 
 A latent-variable model tells :class:`bitswap.coders.Coder` what to code at each step of the
 schedule by returning a :class:`Distribution`: one distribution per element of a ``(B, D)``
-tensor (B images, D dimensions), with float64 numpy parameters of shape ``(B, D)``. The coder
-never looks at the family: it lays the tensor's elements out over its lanes (``lanes``, flat
-row-major indices into the ``(B, D)`` tensor) and asks the distribution for its codec
-(:meth:`Distribution.codec`), then uses only that codec's public interface
-(``push_chunks`` / ``pop_chunks``, :class:`bitswap.codecs.Codec`).
+tensor (B images, D dimensions), with integer numpy parameters of shape ``(B, D)`` (int64 on the
+``2**-16`` grid of :mod:`bitswap.intcdf` for locations and scales: what the exact networks
+output; see each family). The coder never looks at the family: it lays the tensor's elements
+out over its lanes (``lanes``, flat row-major indices into the ``(B, D)`` tensor) and asks the
+distribution for its codec (:meth:`Distribution.codec`), then uses only that codec's public
+interface (``push_chunks`` / ``pop_chunks``, :class:`bitswap.codecs.Codec`).
 
 Adding a family means one class here (or anywhere, even in a test file) with ``shape`` and
 ``codec(lanes, precision)``; adding a model means an object with the protocol of
@@ -23,17 +24,21 @@ import numpy as np
 
 from . import codecs
 from .codecs import BinEdges, Codec
+from .intcdf import ONE
 
-__all__ = ["Distribution", "LogisticOverBins", "GaussianOverBins", "DiscretizedLogistic", "Bernoulli",
-           "BetaBinomial", "Categorical", "UniformBits"]
+__all__ = ["Distribution", "LogisticOverBins", "DiscretizedLogistic", "logistic_prior", "GaussianOverBins",
+           "Bernoulli", "BetaBinomial", "UniformBits"]
 
 
 def _params(a, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64)
+    """An integer ``(B, D)`` parameter array as int64 (floats are refused)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an integer array on the 2**-16 grid, got dtype {arr.dtype}")
     if arr.ndim != 2 or (shape is not None and arr.shape != shape):
         want = "(B, D)" if shape is None else str(shape)
         raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    return arr
+    return arr.astype(np.int64, copy=False)
 
 
 class Distribution:
@@ -56,8 +61,10 @@ class Distribution:
 
 
 class LogisticOverBins(Distribution):
-    """Logistic(mu, scale) per element over fixed latent bins (a :class:`BinEdges` of one row
-    or one row per dimension D): Bit-Swap's latents."""
+    """Logistic(mu, scale) per element over latent bins (a :class:`~bitswap.codecs.BinEdges` of
+    one row or one row per dimension D): Bit-Swap's latents (:class:`bitswap.codecs.LogisticBins`)."""
+
+    _codec = codecs.LogisticBins
 
     def __init__(self, mu, scale, edges: BinEdges, precision: int | None = None):
         self.mu = _params(mu, "mu")
@@ -70,18 +77,15 @@ class LogisticOverBins(Distribution):
 
     def codec(self, lanes, precision):
         rows = self._dim(lanes) if self.edges.rows > 1 else np.zeros(len(lanes), dtype=np.int64)
-        return codecs.LogisticBins(self.mu.reshape(-1)[lanes], self.scale.reshape(-1)[lanes],
-                                   self.edges, self._precision(precision), rows=rows)
+        return self._codec(self.mu.reshape(-1)[lanes], self.scale.reshape(-1)[lanes], self.edges,
+                           self._precision(precision), rows=rows)
 
 
 class GaussianOverBins(LogisticOverBins):
-    """Gaussian(mu, scale) per element over fixed latent bins: the BB-ANS models' posterior over
-    bins equiprobable under their N(0, 1) prior."""
+    """Gaussian(mu, scale) per element over latent buckets: the BB-ANS models' posterior over the
+    buckets equiprobable under their N(0, 1) prior (:class:`bitswap.codecs.GaussianBins`)."""
 
-    def codec(self, lanes, precision):
-        rows = self._dim(lanes) if self.edges.rows > 1 else np.zeros(len(lanes), dtype=np.int64)
-        return codecs.GaussianBins(self.mu.reshape(-1)[lanes], self.scale.reshape(-1)[lanes],
-                                   self.edges, self._precision(precision), rows=rows)
+    _codec = codecs.GaussianBins
 
 
 class DiscretizedLogistic(Distribution):
@@ -99,8 +103,16 @@ class DiscretizedLogistic(Distribution):
                                           self._precision(precision))
 
 
+def logistic_prior(batch: int, dims: int, edges: BinEdges) -> LogisticOverBins:
+    """The Logistic(0, 1) prior over the top layer's bins, for ``batch`` images of ``dims``
+    latent dimensions."""
+    return LogisticOverBins(np.zeros((batch, dims), dtype=np.int64), np.full((batch, dims), ONE, dtype=np.int64),
+                            edges)
+
+
 class Bernoulli(Distribution):
-    """Binary symbols, ``p`` = P(1) per element (the binarized-MNIST likelihood)."""
+    """Binary symbols with P(1) = p / 2**32, ``p`` an integer (B, D) (the binarized-MNIST
+    likelihood, :class:`bitswap.codecs.Bernoulli`)."""
 
     def __init__(self, p, precision: int | None = None):
         self.p = _params(p, "p")
@@ -112,7 +124,8 @@ class Bernoulli(Distribution):
 
 
 class BetaBinomial(Distribution):
-    """Beta-binomial over 0..n per element, parameters ``a``, ``b`` (the raw-MNIST likelihood)."""
+    """Beta-binomial over 0..n per element from integer ``a``, ``b`` (B, D) on the 2**-20 grid
+    (the raw-MNIST likelihood, :class:`bitswap.codecs.BetaBinomial`)."""
 
     def __init__(self, n: int, a, b, precision: int | None = None):
         self.n = int(n)
@@ -124,22 +137,6 @@ class BetaBinomial(Distribution):
     def codec(self, lanes, precision):
         return codecs.BetaBinomial(self.n, self.a.reshape(-1)[lanes], self.b.reshape(-1)[lanes],
                                    self._precision(precision))
-
-
-class Categorical(Distribution):
-    """Unnormalised probabilities ``(B, D, K)`` over K symbols per element."""
-
-    def __init__(self, probs, precision: int | None = None):
-        p = np.asarray(probs, dtype=np.float64)
-        if p.ndim != 3:
-            raise ValueError(f"probs must have shape (B, D, K), got {p.shape}")
-        self.probs = p
-        self.shape = p.shape[:2]
-        self.precision = precision
-
-    def codec(self, lanes, precision):
-        p = self.probs.reshape(-1, self.probs.shape[2])[lanes]
-        return codecs.Categorical(p, precision=self._precision(precision))
 
 
 class UniformBits(Distribution):

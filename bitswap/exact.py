@@ -36,7 +36,7 @@ network is built (:mod:`bitswap.export`) and again here when it is loaded:
 interval of every tensor from its producer's), so a damaged or hostile network file is refused
 before it computes anything. ``infer(i, given)`` and ``generate(i, given)`` return ``(mu, scale)``,
 torch int64 tensors in units of 2**-16 (``|mu| <= MU_LIMIT``, ``1 <= scale <= SCALE_LIMIT``):
-the protocol of :class:`bitswap.latent_models.ExactHierarchy`. ``given`` is the pixels (integers
+the protocol of :class:`bitswap.latent_models.ResNetHierarchy`. ``given`` is the pixels (integers
 0..255) for ``infer(0)``, else a latent as int64 on the 2**-16 grid.
 
 The builder (calibration, quantization, tables) is :mod:`bitswap.export`; networks of the

@@ -25,8 +25,8 @@ operations:
 - **Nonlinearities** by integer lookup tables indexed by the integer pre-activation on the
   2**-``TABLE_FRAC`` grid, ``index = clamp(x, lo, hi) - lo``: ``exp`` for the posterior std
   (int64 on the 2**-16 grid of :mod:`bitswap.intcdf`), ``exp`` for the beta-binomial's a and b
-  (int64 on the 2**-20 grid of :class:`bitswap.intcodecs.IntBetaBinomial`), ``sigmoid`` for the
-  Bernoulli p (int64 out of 2**32, :class:`bitswap.intcodecs.IntBernoulli`). They are
+  (int64 on the 2**-20 grid of :class:`bitswap.codecs.BetaBinomial`), ``sigmoid`` for the
+  Bernoulli p (int64 out of 2**32, :class:`bitswap.codecs.Bernoulli`). They are
   computed once in float64 at build time and stored as integers, never recomputed.
 - **Buckets.** The posterior's bucket edges ``ndtri(j / K)`` (2**-16 grid, the outer ones
   +-``EDGE_INF``) and the centres ``ndtri((j + 1/2) / K)`` the decoder network reads are
@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from . import bbans
 from .fileio import atomic_write_bytes
 from .intcdf import PARAM_FRAC, SCALE_MAX, to_fixed
-from .intcodecs import BB_FRAC, P_BITS, check_edges
+from .codecs import BB_FRAC, P_BITS, check_edges
 
 __all__ = ["ExactMLP", "QuantSpec", "check_network", "from_model", "build", "load_shipped",
            "exact_elbo_parts", "measure_elbo", "output_digests", "FORMAT", "VERSION"]
@@ -75,7 +75,7 @@ MU_LIMIT = 1 << 24                 # posterior mu clamped to +-256 real (2**-16 
 TABLE_FRAC = 10                    # the lookup tables' index grid: pre-activations in 2**-10
 # the pre-activation ranges the tables cover (real units); beyond them the index is clamped
 TABLE_RANGES = {"std": (-10, 4), "ab": (-16, 20), "p": (-16, 16)}
-AB_MAX = 1 << 50                   # a, b <= 2**30 real: IntBetaBinomial needs (255 << 20) + a < 2**53
+AB_MAX = 1 << 50                   # a, b <= 2**30 real: BetaBinomial needs (255 << 20) + a < 2**53
 E_MAX, K_LIMIT = 60, 100           # weight exponents searched down from 2**60; |k_o| <= 100
 LAYERS = ("enc1", "enc2", "dec1", "dec2")
 

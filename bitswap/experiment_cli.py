@@ -145,7 +145,7 @@ def _resnet_coding(name: str, model, dataset: str, args, quantbits: int):
 
 def _bbans_setup(dataset: str, args, model, images: np.ndarray):
     """The BB-ANS paper's setting: 28x28 digits (binarized for the binary models), the model's
-    exact coding protocol (:class:`bitswap.bbans.ExactBBANSCoding`) with the paper's buckets and
+    exact coding protocol (:class:`bitswap.bbans.BBANSCoding`) with the paper's buckets and
     the precisions of :data:`bitswap.bbans.CODING`, and the result-file stem."""
     if dataset != "mnist":
         raise ValueError(f"the BB-ANS models are MNIST models, not {dataset}")
@@ -156,7 +156,7 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
         raise ValueError(f"{model.name} codes 8-bit images; binarization is for the binary models")
     exact, exact_from = _exact_network(model, args, images)
     images = bbans.binarize(bbans.crop28(images), how, np.random.default_rng(args.seed))
-    coding = bbans.ExactBBANSCoding(exact, args.posterior_precision, args.likelihood_precision)
+    coding = bbans.BBANSCoding(exact, args.posterior_precision, args.likelihood_precision)
     default = bbans.CODING[model.config.likelihood]
     stem = f"{dataset}_{model.name}" + (f"_{how}" if how != "none" else "") + "".join(
         f"_{tag}{value}" for tag, value, key in

@@ -133,8 +133,8 @@ def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = 
     meta = {
         "experiments": E, "ndatapoints": K, "dims": dims, "nz": nz, "seed": seed,
         "bitswap": coder.bitswap, "lanes": coder.lanes, "precision": coder.precision,
-        "quantbits": getattr(coder.bins, "quantbits", None),
-        "bins": getattr(coder.bins, "strategy", None),
+        "quantbits": getattr(getattr(coder.model, "bins", None), "quantbits", None),
+        "bins": getattr(getattr(coder.model, "bins", None), "strategy", None),
         "encode_images_per_s": n_img / t_enc, "decode_images_per_s": n_img / t_dec,
         "encode_network_fraction": t_net_enc / t_enc, "decode_network_fraction": t_net_dec / t_dec,
         "lossless": True,

@@ -93,10 +93,10 @@ def precision_problem(precision: int, quantbits: int, kind: str) -> str | None:
     """Why ``precision`` cannot code a file with ``quantbits``-bit latent bins and a ``kind`` of
     network (None if it can): every latent bin and each of the 256 pixel values needs a
     frequency, and the integer codecs keep their products in int64
-    (:data:`bitswap.intcodecs.MAX_PRECISION`). compress refuses such a setting, decompress
+    (:data:`bitswap.codecs.MAX_PRECISION`). compress refuses such a setting, decompress
     calls such a file corrupt: nothing compress writes is refused by decompress."""
     from .ans import MAX_PRECISION
-    from .intcodecs import MAX_PRECISION as INT_MAX_PRECISION
+    from .codecs import MAX_PRECISION as INT_MAX_PRECISION
     lo = max(quantbits + 1, MIN_PRECISION)
     hi = MAX_PRECISION if kind == "float32" else INT_MAX_PRECISION
     if lo <= precision <= hi:
@@ -404,7 +404,7 @@ def _exact1_decoder(c: Container, model, device, limits: Limits, network_batch: 
     digest the file records, and the shipped integer bins whose digest it records."""
     from . import intbins, zoo
     from .coders import Coder
-    from .latent_models import ExactHierarchy
+    from .latent_models import ResNetHierarchy
     h = c.header
     name = model if isinstance(model, str) else (getattr(model, "name", None) or h.model_name)
     try:
@@ -421,7 +421,7 @@ def _exact1_decoder(c: Container, model, device, limits: Limits, network_batch: 
     if network_batch is None:
         network_batch = auto_network_batch(c, exact_net, limits)
     limits.check_memory(decode_memory(c, exact_net, network_batch), "decoding this file")
-    return Coder(ExactHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
+    return Coder(ResNetHierarchy(exact_net, int_bins, network_batch=min(network_batch, MAX_NETWORK_BATCH)),
                  bitswap=h.bitswap, lanes=h.lanes, precision=h.precision), exact_net
 
 

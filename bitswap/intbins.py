@@ -38,7 +38,7 @@ import numpy as np
 
 from .fileio import atomic_write
 from .intcdf import EDGE_INF, PARAM_FRAC, VALUE_MAX, to_fixed
-from .intcodecs import check_edges
+from .codecs import check_edges
 
 _VERSION = 1
 

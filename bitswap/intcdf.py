@@ -31,14 +31,24 @@ SHA-256 at import (0.1 s). Beyond ``|t| = 22.9`` ``G`` is 0 or 2**32 anyway.
    scale (down to ``scale / 2**24``) still get distinct CDF values.
 
 Every step is monotone in ``d``, so ``G`` is non-decreasing in the edge, and the quantized
-CDF of :mod:`bitswap.intcodecs`, ``C(j) = (G(e_j) (M - K)) >> 32 + j``, is strictly
-increasing with ``C(0) = 0`` and ``C(K) = M`` (every frequency >= 1), as in
-:mod:`bitswap.codecs`. All intermediate values stay below 2**63.
+CDF of :mod:`bitswap.codecs`, ``C(j) = (G(e_j) (M - K)) >> 32 + j``, is strictly
+increasing with ``C(0) = 0`` and ``C(K) = M`` (every frequency >= 1). All intermediate
+values stay below 2**63.
+
+The inverse
+-----------
+Decoding guesses the bin of a cumulative frequency before verifying it with two exact CDF
+evaluations (:class:`bitswap.codecs.LogisticBins`). The guess inverts the table: an
+:class:`InverseTable` holds ``t`` at ``G = k 2**20`` (k = 0..4096), found once by a search of
+the table and integer interpolation, and interpolates between its entries. Integer operations
+only, like the CDF; an inaccurate inverse (in the far tails, where the table is flat) costs a
+wrong guess, never a wrong symbol.
 
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
@@ -136,6 +146,49 @@ def interpolate_cdf(d: np.ndarray, recip: np.ndarray, lo: np.ndarray, hi: np.nda
     step >>= _FRAC_BITS
     step += g0
     return step
+
+
+INVERSE_BITS = 12                # the inverse table: t at G = k 2**(32 - 12), k = 0..4096
+_INVERSE_SHIFT = G_BITS - INVERSE_BITS
+_GRID_BITS = PARAM_FRAC - TABLE_STEP_BITS      # bits of t on the 2**-16 grid below a table step
+
+
+class InverseTable:
+    """The inverse of a CDF tabulated as :func:`interpolate_cdf` evaluates it (``table[half]``
+    at t = 0, step 2**-8): ``t(G)`` on the 2**-16 grid for ``0 <= G < 2**32``.
+
+    ``t`` is tabulated at ``G = k 2**20``: the index ``i`` with ``table[i] <= G < table[i + 1]``
+    by a search, then the 8 bits below the table's step by an integer division (built once,
+    4097 entries); :meth:`__call__` interpolates linearly between two entries. Within a few
+    units of the grid wherever the CDF is not flat at the 2**20 scale (F between about 1e-3
+    and 1 - 1e-3: how likely a guess starts there); out there it only guesses worse."""
+
+    def __init__(self, table: np.ndarray, half: int):
+        g = np.arange((1 << INVERSE_BITS) + 1, dtype=np.int64) << _INVERSE_SHIFT
+        g[-1] -= 1                                             # the last entry: G = 2**32 - 1
+        i = np.clip(np.searchsorted(table, g, side="right") - 1, 0, table.shape[0] - 2)
+        step = np.maximum(table[i + 1] - table[i], 1)
+        t = ((i - half) << _GRID_BITS) + (((g - table[i]) << _GRID_BITS) // step)
+        self.t = t[:-1].copy()
+        self.slope = np.diff(t)
+        for a in (self.t, self.slope):
+            a.setflags(write=False)
+
+    def __call__(self, g: np.ndarray) -> np.ndarray:
+        """``t`` (int64, units of 2**-16) at int64 ``g`` in [0, 2**32)."""
+        k = g >> _INVERSE_SHIFT
+        t = self.slope.take(k)
+        low = g & ((1 << _INVERSE_SHIFT) - 1)
+        t *= low
+        t >>= _INVERSE_SHIFT
+        t += self.t.take(k)
+        return t
+
+
+@functools.lru_cache(maxsize=None)
+def logistic_inverse() -> InverseTable:
+    """The inverse of the logistic table (:func:`cdf_fixed` at scale 1), built on first use."""
+    return InverseTable(_TABLE, _HALF)
 
 
 def to_fixed(x) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Integer tables for the BB-ANS models' exact coding: the Gaussian CDF, log2 and exp2.
 
 The BB-ANS posterior is a Gaussian over latent buckets and the raw-MNIST likelihood a
-beta-binomial, so their exact codecs (:mod:`bitswap.intcodecs`) need ``Phi``, ``log`` and
+beta-binomial, so their codecs (:mod:`bitswap.codecs`) need ``Phi``, ``log`` and
 ``exp`` in integers. As for the logistic table of :mod:`bitswap.intcdf`, each table is
 generated with Python's :mod:`decimal` (a software standard: the same digits on every
 machine, whatever the CPU or the numpy build) and checked against a recorded SHA-256 before
@@ -31,9 +31,9 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import numpy as np
 
-from .intcdf import G_BITS, G_ONE, TABLE_STEP_BITS, interpolate_cdf, lane_constants
+from .intcdf import G_BITS, G_ONE, TABLE_STEP_BITS, InverseTable, interpolate_cdf, lane_constants
 
-__all__ = ["NORMAL_T_MAX", "LOG_FRAC", "normal_table", "normal_lane_constants", "normal_cdf_fixed",
+__all__ = ["NORMAL_T_MAX", "LOG_FRAC", "normal_table", "normal_lane_constants", "normal_cdf_fixed", "normal_inverse",
            "ilog2", "exp2_neg", "log2_table", "exp2_table", "ILOG2_MAX"]
 
 NORMAL_T_MAX = 8                        # the Gaussian table covers [-8, 8]
@@ -168,6 +168,13 @@ def normal_cdf_fixed(d: np.ndarray, recip: np.ndarray, lo: np.ndarray, hi: np.nd
     ``[0, 2**32]``, non-decreasing in ``d``."""
     table, nxt = _normal()
     return interpolate_cdf(d, recip, lo, hi, table, nxt, _NORMAL_HALF)
+
+
+@functools.lru_cache(maxsize=None)
+def normal_inverse() -> InverseTable:
+    """The inverse of the Gaussian table (:func:`normal_cdf_fixed` at scale 1), for the pop's
+    guess of :class:`bitswap.codecs.GaussianBins`; built on first use."""
+    return InverseTable(normal_table(), _NORMAL_HALF)
 
 
 def ilog2(x: np.ndarray) -> np.ndarray:

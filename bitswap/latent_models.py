@@ -11,13 +11,12 @@
 ``given`` is always the *symbols* of the conditioning layer, int64 ``(B, D)``: the pixel values
 for layer 0, bin indices for a latent. How a latent's symbols become the network's input (the
 bin centres) is the model's business, so models with other latent discretizations (the BB-ANS
-models' bins equiprobable under a Gaussian prior, :mod:`bitswap.bbans`) need no coder change.
-Each :class:`~bitswap.distributions.Distribution` names the family and carries the
+models' buckets equiprobable under a Gaussian prior, :class:`bitswap.bbans.BBANSCoding`) need no
+coder change. Each :class:`~bitswap.distributions.Distribution` names the family and carries the
 parameters; the coder only asks it for a codec.
 
-:class:`LogisticHierarchy` is this protocol for :class:`bitswap.vae.ResNetVAE` with its
-:class:`~bitswap.discretization.LatentBins`: logistic latents over the bins, the discretized
-logistic pixel likelihood, the Logistic(0, 1) prior over the top layer's bins.
+:class:`ResNetHierarchy` is this protocol for the Bit-Swap ResNet VAE. (The float32 network over
+float bins, which older files were coded with, is :class:`bitswap.legacy.FloatLogisticHierarchy`.)
 """
 
 from __future__ import annotations
@@ -26,25 +25,9 @@ import numpy as np
 import torch
 
 from .codecs import BinEdges
-from .distributions import DiscretizedLogistic, LogisticOverBins
+from .distributions import DiscretizedLogistic, LogisticOverBins, logistic_prior
 
-__all__ = ["network_outputs", "LogisticHierarchy"]
-
-
-def network_outputs(fn, i: int, given: torch.Tensor) -> tuple[np.ndarray, ...]:
-    """``fn(i, given)`` without gradients, every output as a float64 numpy ``(B, D)`` array.
-
-    Decoding must see bit-identical parameters however the images were grouped into
-    batches (an experiment's stream is decodable on its own). torch's CPU kernels take
-    another path for a batch of one image and round differently (measured: differences of
-    5e-7), so a single image is evaluated as a batch of two.
-    """
-    B = given.shape[0]
-    if B == 1:
-        given = given.expand((2,) + tuple(given.shape[1:]))
-    with torch.no_grad():
-        outs = fn(i, given)
-    return tuple(o[:B].detach().to("cpu", torch.float64).numpy().reshape(B, -1) for o in outs)
+__all__ = ["ResNetHierarchy"]
 
 
 def _check_bins(bins, nz: int, z_dims: int) -> None:
@@ -56,59 +39,20 @@ def _check_bins(bins, nz: int, z_dims: int) -> None:
             raise ValueError("the bins do not match the model's latent shape")
 
 
-class LogisticHierarchy:
-    """The coder's model protocol for a :class:`~bitswap.vae.ResNetVAE` (or any model with its
-    ``infer``/``generate`` returning logistic ``(mu, scale)``) and its latent bins."""
+class ResNetHierarchy:
+    """The coder's model protocol for the Bit-Swap ResNet VAE: its exact integer network
+    (:class:`bitswap.exact.ExactNetwork`, or a retired :class:`bitswap.legacy_exact.ExactVAE`)
+    over its integer latent bins (:class:`bitswap.intbins.IntLatentBins`). The posteriors and
+    the latent likelihoods are logistics over a layer's bins, the pixel likelihood the
+    discretized logistic, the prior Logistic(0, 1) over the top layer's bins
+    (:mod:`bitswap.distributions`).
 
-    def __init__(self, model, bins, device: str | torch.device | None = None):
-        self.model = model.eval()
-        self.bins = bins
-        self.nz = model.nz
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.x_shape = tuple(model.x_shape)
-        self.z_shape = tuple(model.z_shape)
-        self.z_dims = int(np.prod(self.z_shape))
-        _check_bins(bins, self.nz, self.z_dims)
-        # every tensor of a layer is coded over the same edges: check and lay them out once
-        self._edges = {layer: BinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
-
-    def network_input(self, layer: int, symbols: np.ndarray) -> torch.Tensor:
-        """The network input for a layer's symbols: the pixels, or the latent's bin centres."""
-        B = symbols.shape[0]
-        if layer == 0:
-            return torch.from_numpy(symbols.reshape((B,) + self.x_shape)).to(self.device)
-        centres = self.bins.layer_centres(layer)
-        K = centres.shape[1]
-        flat = centres.reshape(-1)[np.arange(self.z_dims) * K + symbols]
-        return torch.from_numpy(flat.astype(np.float32).reshape((B,) + self.z_shape)).to(self.device)
-
-    def posterior(self, i: int, given: np.ndarray) -> LogisticOverBins:
-        mu, scale = network_outputs(self.model.infer, i, self.network_input(i, given))
-        return LogisticOverBins(mu, scale, self._edges[i + 1])
-
-    def likelihood(self, i: int, given: np.ndarray):
-        mu, scale = network_outputs(self.model.generate, i, self.network_input(i + 1, given))
-        if i == 0:
-            return DiscretizedLogistic(mu, scale)
-        return LogisticOverBins(mu, scale, self._edges[i])
-
-    def prior(self, batch: int) -> LogisticOverBins:
-        return LogisticOverBins(np.zeros((batch, self.z_dims)), np.ones((batch, self.z_dims)),
-                                self._edges[self.nz])
-
-
-class ExactHierarchy:
-    """The coder's model protocol on the exact path (portable files): the integer
-    network :class:`bitswap.exact.ExactNetwork` over the integer bins
-    :class:`bitswap.intbins.IntLatentBins`, coded with the integer-table families of
-    :mod:`bitswap.intdistributions`. Every number that decides a probability is an integer
-    computed the same way everywhere, so a stream decodes on any machine, and the
-    parameters do not depend on how images are grouped into batches (no batch-of-one
-    special case as in :func:`network_outputs`). So the network may also run in slices of at most
-    ``network_batch`` images (bounded memory) whatever batch the stream was coded with."""
+    Every number that decides a probability is an integer computed the same way everywhere, so
+    a stream decodes on any machine, and the parameters do not depend on how images are grouped
+    into batches. So the network may also run in slices of at most ``network_batch`` images
+    (bounded memory) whatever batch the stream was coded with."""
 
     def __init__(self, exact, bins, network_batch: int | None = None):
-        from .intcodecs import IntBinEdges
         self.model = exact
         self.bins = bins
         self.network_batch = network_batch
@@ -119,7 +63,8 @@ class ExactHierarchy:
         self.z_shape = tuple(exact.z_shape)
         self.z_dims = int(np.prod(self.z_shape))
         _check_bins(bins, self.nz, self.z_dims)
-        self._edges = {layer: IntBinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
+        # every tensor of a layer is coded over the same edges: check and lay them out once
+        self._edges = {layer: BinEdges(bins.layer_edges(layer)) for layer in range(1, self.nz + 1)}
 
     def network_input(self, layer: int, symbols: np.ndarray) -> torch.Tensor:
         """The pixels (uint8), or the latent's integer bin centres (int64 on the 2**-16 grid)."""
@@ -136,18 +81,15 @@ class ExactHierarchy:
         outs = [fn(i, given[a:a + step]) for a in range(0, B, step)]
         return tuple(torch.cat([o[k] for o in outs]).to("cpu").numpy().reshape(B, -1) for k in range(2))
 
-    def posterior(self, i: int, given: np.ndarray):
-        from .intdistributions import IntLogisticOverBins
+    def posterior(self, i: int, given: np.ndarray) -> LogisticOverBins:
         mu, scale = self._outputs(self.model.infer, i, self.network_input(i, given))
-        return IntLogisticOverBins(mu, scale, self._edges[i + 1])
+        return LogisticOverBins(mu, scale, self._edges[i + 1])
 
     def likelihood(self, i: int, given: np.ndarray):
-        from .intdistributions import IntDiscretizedLogistic, IntLogisticOverBins
         mu, scale = self._outputs(self.model.generate, i, self.network_input(i + 1, given))
         if i == 0:
-            return IntDiscretizedLogistic(mu, scale)
-        return IntLogisticOverBins(mu, scale, self._edges[i])
+            return DiscretizedLogistic(mu, scale)
+        return LogisticOverBins(mu, scale, self._edges[i])
 
-    def prior(self, batch: int):
-        from .intdistributions import int_prior
-        return int_prior(batch, self.z_dims, self._edges[self.nz])
+    def prior(self, batch: int) -> LogisticOverBins:
+        return logistic_prior(batch, self.z_dims, self._edges[self.nz])

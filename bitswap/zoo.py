@@ -126,8 +126,8 @@ class CodingModel:
         return int(self.x_shape[0])
 
     def protocol(self, network_batch: int | None = None):
-        from .latent_models import ExactHierarchy
-        return ExactHierarchy(self.network, self.bins, network_batch=network_batch)
+        from .latent_models import ResNetHierarchy
+        return ResNetHierarchy(self.network, self.bins, network_batch=network_batch)
 
 
 BUNDLE_FORMAT, BUNDLE_VERSION, BUNDLE_SUFFIX = "bitswap-coding", 1, ".bswm"
