@@ -65,7 +65,7 @@ def run(args) -> dict:
         name = wanted if wanted in zoo.available() else None
     out = Path(args.out)
     (out / "bsw").mkdir(parents=True, exist_ok=True)
-    model = None
+    coding = None
     rows = []
     for path in paths:
         src = lib.read_image(path)
@@ -73,27 +73,23 @@ def run(args) -> dict:
                "subpixels": int(src.subpixels)}
         line = f"{path.name:14s} {src.size[0]}x{src.size[1]} {src.mode:4s}"
         if not args.baselines_only:
-            if model is None:
+            if coding is None:              # once, not per image
                 name = name or lib.choose_model_name({src.channels})
-                model = lib.load_model(name, args.device)
-                bins = lib.get_bins(model, args.quantbits, args.bins)   # once, not per image
+                coding = lib.load_coding(name, args.bins, args.quantbits, args.device)
                 print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit bins; "
                       f"{len(paths)} images from {folder}", flush=True)
-            res = lib.compress([src], model, model_name=getattr(model, "name", None) or Path(name).stem,
-                               bitswap=bool(args.bitswap), quantbits=args.quantbits, strategy=args.bins,
-                               lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty(), bins=bins,
+            res = lib.compress([src], coding, bitswap=bool(args.bitswap), lanes=args.lanes, batch=args.batch,
+                               seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
                                fallback=False)      # this script measures the model
             dest = out / "bsw" / f"{path.stem}.bsw"
             atomic_write_bytes(dest, res.data)
             t_dec = float("nan")
             if not args.no_verify:
                 t = time.perf_counter()
-                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), model, device=args.device,
-                                                bins=bins)
+                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), coding, device=args.device)
                 t_dec = time.perf_counter() - t
                 if not (px == src.pixels).all():
-                    raise lib.ChecksumMismatchError(f"{path}: decoded image differs from the original")
+                    raise lib.ChecksumError(f"{path}: decoded image differs from the original")
             row.update(bytes=len(res.data), bits_per_subpixel=res.bits_per_subpixel,
                        initial_bits=res.initial_bits, lanes=res.container.header.lanes,
                        seconds_compress=res.seconds, seconds_decompress=t_dec)
