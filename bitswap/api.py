@@ -285,6 +285,8 @@ class FileInfo:
                 extra += f", ICC profile of {i.icc_profile_bytes} bytes"
             how = f"coded {i.coding}" if i.coding is not None else f"stored as {i.method} ({i.stored_bytes} bytes)"
             lines.append(f"  {i.name}: {i.width}x{i.height} {i.mode}{extra}, {how}, pixel crc32 {i.checksum:08x}")
+            if i.costs:
+                lines.append("      would cost: " + ", ".join(f"{m} {b} bytes" for m, b in i.costs.items()))
             if i.alpha == "opaque":
                 lines.append("      alpha: fully opaque (not stored)")
             elif i.alpha == "model":
@@ -293,8 +295,6 @@ class FileInfo:
                 lines.append(f"      alpha: inside the image's {i.method} encoding")
             elif i.alpha is not None:
                 lines.append(f"      alpha: stored as {i.alpha} ({i.alpha_bytes} bytes)")
-            if i.costs:
-                lines.append("      would cost: " + ", ".join(f"{m} {b} bytes" for m, b in i.costs.items()))
         if self.size is not None:
             lines.append(f"size         {self.size} bytes, {self.bits_per_subpixel:.4f} bits per sub-pixel")
         return "\n".join(lines)
@@ -322,9 +322,10 @@ def _alpha_info(e: fmt.ImageEntry, mchannels: int) -> dict:
     if e.alpha == fmt.ALPHA_IN_IMAGE:
         return {"alpha": "in image"}
     if e.alpha == fmt.METHOD_MODEL:
-        planes = "2 byte planes (high, low)" if e.alpha_planes == 2 else "1 grey plane"
-        return {"alpha": "model", "alpha_coding": "as " + planes + (", each replicated to RGB" if mchannels == 3
-                                                                     else "")}
+        planes = "as 2 byte planes (high, low)" if e.alpha_planes == 2 else "as 1 grey plane"
+        if mchannels == 3:
+            planes += ", each replicated to RGB" if e.alpha_planes == 2 else ", replicated to RGB"
+        return {"alpha": "model", "alpha_coding": planes}
     return {"alpha": fmt.METHODS[e.alpha], "alpha_bytes": e.alpha_length}
 
 

@@ -281,7 +281,7 @@ def test_info_describes_how_alpha_is_stored(bundle, grey):
     assert f"alpha: stored as {i.alpha} ({i.alpha_bytes} bytes)" in str(meta)
     # a 3-channel model sees each alpha plane replicated to RGB
     res = lib.compress([imageio.from_array(arrays[0])], tiny_coding(3, 2, seed=2), fallback=False)
-    assert bitswap.info(res.data).images[0].alpha_coding == "as 1 grey plane, each replicated to RGB"
+    assert bitswap.info(res.data).images[0].alpha_coding == "as 1 grey plane, replicated to RGB"
 
 
 def test_cli_round_trip_of_pngs_with_alpha(tmp_path, bundle, capsys):
