@@ -332,3 +332,32 @@ def test_a_png_size_of_an_image_with_alpha_is_of_all_its_samples():
     np.testing.assert_array_equal(imageio.png16_decode(png, (W, H)), arr)
     assert lib.png_size(src) == len(png)
     assert struct.unpack(">I", png[16:20])[0] == W
+
+
+def test_damaged_files_with_alpha_are_refused_or_decode_exactly(grey, monkeypatch):
+    """Bytes of a file with a model-coded and a classically stored alpha flipped, the file's CRC
+    recomputed so the damage reaches the decoder: each either decodes to the original images or
+    raises a bitswap.Error, never anything else."""
+    import zlib
+    arrays = [with_alpha("LA", smooth_alpha()), with_alpha("RGBA", noise_alpha(seed=2))]
+    # the first image's alpha by the model (no codec offered for it), the second's stored classically
+    monkeypatch.setattr(classical, "candidates", lambda s: {} if s.mode == "L" and np.array_equal(
+        s.pixels[0], smooth_alpha()) else ORIGINAL_CANDIDATES(s))
+    res = lib.compress([imageio.from_array(a, f"im{k}") for k, a in enumerate(arrays)], grey)
+    alphas = [e.alpha for e in res.container.header.images]
+    assert alphas[0] == METHOD_MODEL and alphas[1] not in (METHOD_MODEL, ALPHA_ABSENT)
+    rng = np.random.default_rng(11)
+    refused = 0
+    for _ in range(40):
+        bad = bytearray(res.data[:-4])
+        for pos in rng.integers(0, len(bad), rng.integers(1, 4)):
+            bad[pos] ^= int(rng.integers(1, 256))
+        bad += struct.pack("<I", zlib.crc32(bytes(bad)))
+        try:
+            out = lib.decompress(Container.from_bytes(bytes(bad)), grey, limits=lib.Limits(max_memory_mb=500))
+        except bitswap.Error:
+            refused += 1
+            continue
+        for arr, (e, px) in zip(arrays, out):
+            np.testing.assert_array_equal(imageio.to_array(imageio.SourceImage(px, e.mode)), arr)
+    assert refused > 0
