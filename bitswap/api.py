@@ -199,7 +199,7 @@ class ImageInfo:
     name: str                   #: the original file's stem (what ``bitswap decompress -o DIR`` writes)
     width: int
     height: int
-    mode: str                   #: the original's Pillow mode: L, RGB, 1, LA, RGBA, P, I;16 or RGB;16
+    mode: str                   #: the original's mode: L, RGB, 1, LA, RGBA, P, I;16, RGB;16, LA;16 or RGBA;16
     channels: int               #: colour channels (1 grey, 3 RGB)
     method: str                 #: "model", or the classical codec stored: PNG, WebP lossless, JPEG XL lossless
     coding: str | None          #: how the model coded it (direct, as grey planes...), None if stored classically
