@@ -361,3 +361,21 @@ def test_damaged_files_with_alpha_are_refused_or_decode_exactly(grey, monkeypatc
         for arr, (e, px) in zip(arrays, out):
             np.testing.assert_array_equal(imageio.to_array(imageio.SourceImage(px, e.mode)), arr)
     assert refused > 0
+
+
+@pytest.mark.slow
+def test_shipped_model_codes_digit_masks_as_alpha():
+    """A real model: MNIST digits as the alpha of an LA image, coded by the shipped mnist-nz1
+    (colour and alpha as grey planes on one message) and restored exactly."""
+    from bitswap import zoo
+    from bitswap.data import PACKAGED_MNIST, pad_to_32, read_idx
+    if "mnist-nz1" not in zoo.available():
+        pytest.skip("mnist-nz1 is not installed")
+    digits = pad_to_32(read_idx(next(PACKAGED_MNIST.glob("t10k-images*")))[:4])[:, 0]
+    alpha = digits.reshape(2, 2, 32, 32).transpose(0, 2, 1, 3).reshape(64, 64)
+    la = np.dstack([smooth_image(64, 64, 1), alpha])
+    data = bitswap.encode(la, model="mnist-nz1", model_only=True)
+    meta = bitswap.info(data)
+    assert meta.model == "mnist-nz1" and meta.images[0].alpha == "model"
+    [got] = bitswap.decode(data)
+    np.testing.assert_array_equal(got, la)
