@@ -148,16 +148,23 @@ def cmd_compress(args) -> int:
               f"{res.initial_bits} initial bits included); "
               f"model {res.container.header.model_name}"
               f"{' (planes coded as grey images)' if planes else ''}, {time.perf_counter() - t0:.1f} s")
-        for e in res.container.header.images:
-            print(f"  {e.name}: {_method_line(e)}")
+        for k, e in enumerate(res.container.header.images):
+            print(f"  {e.name}: {_method_line(e, res.alpha_costs.get(k, {}))}")
     return 0
 
 
-def _method_line(e) -> str:
-    """Which coding an image got and what each would have cost (bytes)."""
+def _method_line(e, alpha_costs: dict | None = None) -> str:
+    """Which coding an image got and what each would have cost (bytes); the same for its
+    alpha channel when one is stored apart (``alpha_costs``: what it would have cost)."""
     from .container import METHODS
-    costs = ", ".join(f"{METHODS[m]} {b}" for m, b in sorted(e.costs.items()))
-    return f"stored as {METHODS[e.method]}" + (f" (bytes: {costs})" if costs else "")
+
+    def line(method, costs):
+        listed = ", ".join(f"{METHODS[m]} {b}" for m, b in sorted(costs.items()))
+        return f"stored as {METHODS[method]}" + (f" (bytes: {listed})" if listed else "")
+    out = line(e.method, e.costs)
+    if e.alpha in METHODS:
+        out += "; alpha " + line(e.alpha, alpha_costs or {})
+    return out
 
 
 # --------------------------------------------------------------------------- decompress
@@ -213,6 +220,7 @@ def decompress_outputs(file: str, names: list[str], output: str | None) -> tuple
 def cmd_decompress(args) -> int:
     """``bitswap decompress``: decode a .bsw file, verify every image, write them as PNGs."""
     from . import api
+    from .limits import MAX_NETWORK_BATCH
 
     t0 = time.perf_counter()
     if args.network_batch is not None and not 1 <= args.network_batch <= MAX_NETWORK_BATCH:

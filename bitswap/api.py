@@ -51,10 +51,12 @@ def encode(images: ImageLike | Sequence[ImageLike], *, model: str | os.PathLike 
            max_memory: float = lib.DEFAULT_MAX_MEMORY_MB) -> bytes:
     """Compress one image or a list of images into the bytes of one .bsw file.
 
-    Images are numpy arrays (uint8 or uint16; H x W grey or H x W x 3 RGB; uint8 H x W x 2
-    or x 4 with a fully opaque alpha; bool H x W bilevel) or Pillow images (modes L, RGB, 1,
-    P, LA/RGBA with opaque alpha, I;16; ``info["icc_profile"]`` and a ``transparency`` colour
-    key are kept). Anything that could not be restored exactly raises :class:`bitswap.ImageError`.
+    Images are numpy arrays (uint8 or uint16; H x W grey, H x W x 2 grey and alpha, H x W x 3
+    RGB, H x W x 4 RGBA; bool H x W bilevel) or Pillow images (modes L, RGB, 1, P, LA, RGBA,
+    I;16; ``info["icc_profile"]`` and a ``transparency`` colour key are kept). An alpha
+    channel is kept exactly: coded as one more grey plane by the model or stored as the
+    smallest classical encoding of the alpha alone, not stored at all when it is fully
+    opaque. Anything that could not be restored exactly raises :class:`bitswap.ImageError`.
 
     The options are the command line's, with its defaults:
 
@@ -134,7 +136,7 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
     """The images of a .bsw file as numpy arrays, each checked against its pixel checksum.
 
     Each array has the dtype and shape :func:`encode` was given: uint8 or uint16, H x W for
-    grey, H x W x C otherwise (for a Pillow image, what ``numpy.asarray`` gives: palette
+    grey, H x W x C otherwise, alpha last (for a Pillow image, what ``numpy.asarray`` gives: palette
     indices for mode P, bool for mode 1). ``model`` is needed only for a file compressed with
     an exported model (``.bswm``; the shipped model a file names is found by itself). The limits bound
     what decoding may allocate, checked before it does (:class:`bitswap.LimitError`);
@@ -150,17 +152,18 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
 
 
 def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | None = None, device: str = "cpu",
-                   limits: lib.Limits | None = None, network_batch: int = lib.MAX_NETWORK_BATCH,
+                   limits: lib.Limits | None = None, network_batch: int | None = lib.MAX_NETWORK_BATCH,
                    progress: bool = False, what: str = "the file", allow_new_bins: bool = False) -> list[SourceImage]:
     """:func:`decode` as :class:`~bitswap.imageio.SourceImage` objects: the samples with the
     names, modes, palettes, transparency keys and ICC profiles of the originals (what
     ``bitswap decompress`` writes to PNG files and the Pillow plugin hands to Pillow).
     ``what`` names the data in messages (the command line gives the file's path);
     ``allow_new_bins`` lets a file of the retired float32 network (versions 1-3) compute latent
-    bins that are not cached (:mod:`bitswap.legacy`)."""
+    bins that are not cached (:mod:`bitswap.legacy`); ``network_batch`` None: the largest that
+    fits in ``limits`` (what the command line does without ``--network-batch``)."""
     c = _container(data)
     check_device(device)
-    if not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
+    if network_batch is not None and not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
         raise OptionError("network_batch", f"must be in 1..{lib.MAX_NETWORK_BATCH}")
     limits = limits or lib.Limits()
     lib.check_decodable(c, limits)
@@ -196,7 +199,7 @@ class ImageInfo:
     name: str                   #: the original file's stem (what ``bitswap decompress -o DIR`` writes)
     width: int
     height: int
-    mode: str                   #: the original's Pillow mode: L, RGB, 1, LA, RGBA, P, I;16 or RGB;16
+    mode: str                   #: the original's mode: L, RGB, 1, LA, RGBA, P, I;16, RGB;16, LA;16 or RGBA;16
     channels: int               #: colour channels (1 grey, 3 RGB)
     method: str                 #: "model", or the classical codec stored: PNG, WebP lossless, JPEG XL lossless
     coding: str | None          #: how the model coded it (direct, as grey planes...), None if stored classically
@@ -206,6 +209,18 @@ class ImageInfo:
     transparency: int | tuple[int, ...] | None   #: the PNG-style colour key (int for grey, tuple for RGB)
     icc_profile_bytes: int      #: size of the ICC profile, 0 if none
     costs: dict[str, int]       #: bytes each coding would have cost when compressing (informative)
+    #: how its alpha channel is stored: None (no alpha channel), "opaque" (fully opaque: not
+    #: stored, restored opaque), "model" (coded by the model), "in image" (inside the image's
+    #: own classical encoding), or the classical codec of the alpha alone (PNG, WebP
+    #: lossless, JPEG XL lossless)
+    alpha: str | None = None
+    alpha_coding: str | None = None     #: how the model coded the alpha planes, None if it did not
+    alpha_bytes: int | None = None      #: bytes of the alpha's classical encoding, None if none
+
+    @property
+    def coded_channels(self) -> int:
+        """Channels whose samples the file codes: the colour, and a stored alpha."""
+        return self.channels + (self.alpha not in (None, "opaque"))
 
 
 @dataclass(frozen=True)
@@ -236,8 +251,8 @@ class FileInfo:
 
     @property
     def subpixels(self) -> int:
-        """Samples of all images (width x height x channels)."""
-        return sum(i.width * i.height * i.channels for i in self.images)
+        """Samples of all images (width x height x channels, a stored alpha channel counted)."""
+        return sum(i.width * i.height * i.coded_channels for i in self.images)
 
     @property
     def bits_per_subpixel(self) -> float | None:
@@ -272,6 +287,14 @@ class FileInfo:
             lines.append(f"  {i.name}: {i.width}x{i.height} {i.mode}{extra}, {how}, pixel crc32 {i.checksum:08x}")
             if i.costs:
                 lines.append("      would cost: " + ", ".join(f"{m} {b} bytes" for m, b in i.costs.items()))
+            if i.alpha == "opaque":
+                lines.append("      alpha: fully opaque (not stored)")
+            elif i.alpha == "model":
+                lines.append(f"      alpha: coded by the model, {i.alpha_coding}")
+            elif i.alpha == "in image":
+                lines.append(f"      alpha: inside the image's {i.method} encoding")
+            elif i.alpha is not None:
+                lines.append(f"      alpha: stored as {i.alpha} ({i.alpha_bytes} bytes)")
         if self.size is not None:
             lines.append(f"size         {self.size} bytes, {self.bits_per_subpixel:.4f} bits per sub-pixel")
         return "\n".join(lines)
@@ -290,6 +313,22 @@ def info(data: BytesLike) -> FileInfo:
     return file_info(_container(data), len(data))
 
 
+def _alpha_info(e: fmt.ImageEntry, mchannels: int) -> dict:
+    """The alpha fields of an image's :class:`ImageInfo`."""
+    if e.mode not in fmt.ALPHA_MODES:
+        return {}
+    if e.alpha == fmt.ALPHA_ABSENT:
+        return {"alpha": "opaque"}
+    if e.alpha == fmt.ALPHA_IN_IMAGE:
+        return {"alpha": "in image"}
+    if e.alpha == fmt.METHOD_MODEL:
+        planes = "as 2 byte planes (high, low)" if e.alpha_planes == 2 else "as 1 grey plane"
+        if mchannels == 3:
+            planes += ", each replicated to RGB" if e.alpha_planes == 2 else ", replicated to RGB"
+        return {"alpha": "model", "alpha_coding": planes}
+    return {"alpha": fmt.METHODS[e.alpha], "alpha_bytes": e.alpha_length}
+
+
 def file_info(c: Container, size: int | None = None) -> FileInfo:
     """:func:`info` of a parsed :class:`~bitswap.container.Container` (``size``: the file's bytes)."""
     h = c.header
@@ -302,7 +341,8 @@ def file_info(c: Container, size: int | None = None) -> FileInfo:
             stored_bytes=e.blob_length if e.method != fmt.METHOD_MODEL else None, checksum=e.checksum,
             palette_size=(len(e.extra) - 1) // e.extra[0] if e.mode == "P" else None,
             transparency=transparency_key(e.mode, e.extra),
-            icc_profile_bytes=len(e.icc), costs={fmt.METHODS[m]: b for m, b in sorted(e.costs.items())}))
+            icc_profile_bytes=len(e.icc), costs={fmt.METHODS[m]: b for m, b in sorted(e.costs.items())},
+            **_alpha_info(e, h.model_channels)))
     kind = ("coding model digest" if c.version >= 4 else
             "exact network digest" if h.inference == fmt.INFERENCE_EXACT else "weights sha256")
     return FileInfo(

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from .container import METHOD_JXL, METHOD_PNG, METHOD_WEBP, METHODS, WIDE_MODES
-from .imageio import ImageError, SourceImage, _to_source, join16, png16, png16_decode, restore_image, split16
+from .imageio import ImageError, SourceImage, _to_source, join16, png16, png16_decode, restore_image, samples, split16
 
 
 def _webp_ok() -> bool:
@@ -33,14 +33,18 @@ def _jxl_ok() -> bool:
 
 
 def encode(method: int, src: SourceImage) -> bytes | None:
-    """``src`` encoded with ``method`` (None when the codec does not apply to it)."""
+    """``src`` encoded with ``method`` (None when the codec does not apply to it). An image
+    with an alpha channel (the PNG size that the command line compares with) is PNG only:
+    files store an alpha plane apart (see :mod:`bitswap.images`)."""
+    if src.alpha is not None and method != METHOD_PNG:
+        return None
     if src.wide:
-        samples = join16(src.pixels)
+        hwc = samples(src.pixels, src.mode) if src.alpha is not None else join16(src.pixels)
         if method == METHOD_PNG:
-            return png16(samples)
+            return png16(hwc)
         if method == METHOD_JXL and _jxl_ok():
             import imagecodecs
-            return bytes(imagecodecs.jpegxl_encode(samples if samples.shape[2] == 3 else samples[..., 0],
+            return bytes(imagecodecs.jpegxl_encode(hwc if hwc.shape[2] == 3 else hwc[..., 0],
                                                    lossless=True, effort=7))
         return None
     if method == METHOD_PNG:

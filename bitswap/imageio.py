@@ -8,8 +8,10 @@ An input that cannot be restored exactly is refused with :class:`ImageError` bef
 anything is written. :func:`restore_image` / :func:`save_png` are the inverse;
 :func:`file_samples` gives the samples the version 3 pixel checksum covers.
 
-Kept: samples (1-bit, 8-bit, 16-bit grey and RGB), mode, palette, a fully opaque alpha
-channel, the PNG tRNS colour key of grey and RGB images, the ICC profile. Not kept (reported
+Kept: samples (1-bit, 8-bit, 16-bit grey and RGB), mode, palette, the alpha channel of LA
+and RGBA images (8 or 16 bits), the PNG tRNS colour key of grey and RGB images, the ICC
+profile. A fully opaque alpha channel is not coded at all: the planes hold the colour only,
+and the alpha is restored opaque. Not kept (reported
 in :attr:`SourceImage.dropped`): every other chunk or metadata item (text, gamma, physical
 size, EXIF, time...). Error messages name the file but never a command-line flag.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .container import MAX_SIDE, WIDE_MODES, pixel_checksum_v3
+from .container import ALPHA_MODES, MAX_SIDE, WIDE_MODES, pixel_checksum_v3
 from .errors import ImageError  # an input that is unreadable, not an image, in an unsupported mode or too large
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,8 +43,11 @@ _INFO_ENCODING = {"icc_profile", "transparency", "compression", "interlace", "pr
 class SourceImage:
     """An image as coded: uint8 byte planes (P, H, W), plus how to restore the original.
 
-    P is the number of channels (1 or 3), twice that for the 16-bit modes ``I;16`` and
-    ``RGB;16`` (high bytes of every channel, then low bytes)."""
+    The colour planes come first: one per channel (1 or 3), twice that for the 16-bit modes
+    ``I;16``, ``RGB;16``, ``LA;16`` and ``RGBA;16`` (high bytes of every channel, then low
+    bytes). An LA or RGBA image whose alpha is not fully opaque has its alpha plane after them
+    (two for 16-bit: high, then low bytes); one with an opaque alpha has none (restored opaque),
+    as the file format stores it."""
 
     pixels: np.ndarray
     mode: str = ""            # the original mode ("" -> "L" or "RGB" from P)
@@ -53,24 +58,45 @@ class SourceImage:
 
     def __post_init__(self):
         p = np.asarray(self.pixels)
-        if p.dtype != np.uint8 or p.ndim != 3 or p.shape[0] not in (1, 2, 3, 6) or p.shape[1] < 1 or p.shape[2] < 1:
-            raise ImageError(f"expected uint8 (P, H, W) byte planes with P = 1, 2, 3 or 6, got {p.dtype} {p.shape}")
+        if p.dtype != np.uint8 or p.ndim != 3 or p.shape[0] not in (1, 2, 3, 4, 6, 8) or p.shape[1] < 1 \
+                or p.shape[2] < 1:
+            raise ImageError(f"expected uint8 (P, H, W) byte planes with P = 1, 2, 3, 4, 6 or 8, got {p.dtype} "
+                             f"{p.shape}")
         self.pixels = np.ascontiguousarray(p)
         if not self.mode:
+            if p.shape[0] not in (1, 2, 3, 6):
+                raise ImageError(f"{p.shape[0]} byte planes need a mode")
             self.mode = {1: "L", 3: "RGB", 2: "I;16", 6: "RGB;16"}[p.shape[0]]
-        legacy = self.mode == "I;16" and p.shape[0] == 1       # versions 1/2: 8-bit values, one plane
-        if (self.mode in WIDE_MODES) != (p.shape[0] in (2, 6)) and not legacy:
+        if p.shape[0] not in plane_counts(self.mode):
             raise ImageError(f"mode {self.mode} with {p.shape[0]} byte planes")
 
     @property
     def wide(self) -> bool:
         """16-bit samples as two byte planes per channel."""
-        return self.mode in WIDE_MODES and self.pixels.shape[0] in (2, 6)
+        return is_wide(self.mode, self.pixels.shape[0])
 
     @property
     def channels(self) -> int:
-        """Colour channels (1 grey, 3 RGB)."""
-        return self.pixels.shape[0] // (2 if self.wide else 1)
+        """Colour channels (1 grey, 3 RGB), alpha not counted."""
+        return self.colour_planes // (2 if self.wide else 1)
+
+    @property
+    def colour_planes(self) -> int:
+        """The byte planes of the colour channels (the first ones)."""
+        return colour_planes(self.mode, self.pixels.shape[0])
+
+    @property
+    def alpha(self) -> np.ndarray | None:
+        """The byte planes of a translucent alpha channel (1 plane, 2 for 16-bit: high, low),
+        or None when the image has no alpha or a fully opaque one."""
+        return self.pixels[self.colour_planes:] if self.pixels.shape[0] > self.colour_planes else None
+
+    def colour(self) -> "SourceImage":
+        """This image without its alpha planes (what restores with an opaque alpha)."""
+        if self.alpha is None:
+            return self
+        return SourceImage(self.pixels[:self.colour_planes], self.mode, self.name, self.extra, self.icc,
+                           list(self.dropped))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -78,8 +104,9 @@ class SourceImage:
 
     @property
     def subpixels(self) -> int:
-        """Samples of the image (width x height x channels)."""
-        return self.size[0] * self.size[1] * self.channels
+        """Samples of the image that are coded (width x height x channels, counting a
+        translucent alpha channel)."""
+        return self.size[0] * self.size[1] * (self.channels + (self.alpha is not None))
 
     def checksum(self) -> int:
         """The version 3 pixel checksum (over the samples as the file holds them)."""
@@ -89,6 +116,56 @@ class SourceImage:
 
 
 # ----------------------------------------------------------------------------- samples
+
+def is_wide(mode: str, planes: int) -> bool:
+    """16-bit samples as two byte planes per channel (not the one-plane I;16 of versions 1/2,
+    which holds 8-bit values)."""
+    return mode in WIDE_MODES and not (mode == "I;16" and planes == 1)
+
+
+def colour_planes(mode: str, planes: int) -> int:
+    """How many of an image's ``planes`` byte planes hold its colour (the rest: its alpha)."""
+    if mode == "P":
+        return planes
+    return (3 if mode.startswith("RGB") else 1) * (2 if is_wide(mode, planes) else 1)
+
+
+def plane_counts(mode: str) -> tuple[int, ...]:
+    """The byte plane counts an image of ``mode`` may have: its colour planes, and for LA and
+    RGBA also those plus a translucent alpha's."""
+    counts = {"L": (1,), "1": (1,), "RGB": (3,), "P": (1, 3), "I;16": (1, 2), "RGB;16": (6,),
+              "LA": (1, 2), "RGBA": (3, 4), "LA;16": (2, 4), "RGBA;16": (6, 8)}
+    return counts.get(mode, ())
+
+
+def samples(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """The (H, W, C) samples of the byte planes of an image of ``mode`` (not P or 1): uint16
+    for the 16-bit modes, uint8 else; the alpha channel of LA and RGBA included (opaque, 255
+    or 65535, when the planes hold none)."""
+    p = np.asarray(pixels, dtype=np.uint8)
+    cp = colour_planes(mode, p.shape[0])
+    wide = is_wide(mode, p.shape[0])
+    colour = join16(p[:cp]) if wide else np.ascontiguousarray(p[:cp].transpose(1, 2, 0))
+    if mode not in ALPHA_MODES:
+        return colour
+    if p.shape[0] > cp:
+        alpha = join16(p[cp:]) if wide else np.ascontiguousarray(p[cp:].transpose(1, 2, 0))
+    else:
+        alpha = np.full(colour.shape[:2] + (1,), 65535 if wide else 255, colour.dtype)
+    return np.concatenate([colour, alpha], axis=2)
+
+
+def planes_of(a: np.ndarray, mode: str) -> np.ndarray:
+    """The inverse of :func:`samples` for LA and RGBA (8 or 16 bits): (H, W, C) samples with
+    their alpha channel last -> byte planes, the alpha dropped when fully opaque."""
+    a = np.asarray(a)
+    wide = a.dtype == np.uint16
+    colour, alpha = a[..., :-1], a[..., -1:]
+    planes = split16(colour) if wide else colour.transpose(2, 0, 1)
+    if not (alpha == (65535 if wide else 255)).all():
+        planes = np.concatenate([planes, split16(alpha) if wide else alpha.transpose(2, 0, 1)])
+    return np.ascontiguousarray(planes, dtype=np.uint8)
+
 
 def split16(a: np.ndarray) -> np.ndarray:
     """uint16 (H, W, C) samples -> uint8 (2C, H, W) planes: high bytes, then low bytes."""
@@ -105,10 +182,10 @@ def join16(planes: np.ndarray) -> np.ndarray:
 
 def file_samples(pixels: np.ndarray, mode: str, extra: bytes = b"") -> bytes:
     """The samples as the image file holds them (row-major, channels interleaved): what the
-    version 3 checksum covers. 16-bit samples big-endian, palette indices for P, 0/1 for
-    mode 1, an opaque alpha channel included for LA/RGBA."""
-    if mode in WIDE_MODES:
-        return join16(pixels).astype(">u2").tobytes()
+    version 3 and 4 checksums cover. 16-bit samples big-endian, palette indices for P, 0/1 for
+    mode 1, the alpha channel included for LA/RGBA (255, or 65535, where none is stored)."""
+    if is_wide(mode, np.asarray(pixels).shape[0]):
+        return samples(pixels, mode).astype(">u2").tobytes()
     if mode in ("P", "1"):        # what restore_image (and so the written file) holds
         img = restore_image(pixels, mode, extra)
         if mode == "P":
@@ -119,10 +196,9 @@ def file_samples(pixels: np.ndarray, mode: str, extra: bytes = b"") -> bytes:
         if not same:
             raise ImageError(f"planes that no mode-{mode} image has (not its palette colours, or not 0/255)")
         return np.asarray(img).astype(np.uint8).tobytes()
-    hwc = np.ascontiguousarray(np.asarray(pixels, np.uint8).transpose(1, 2, 0))
     if mode in ("LA", "RGBA"):
-        return np.concatenate([hwc, np.full(hwc.shape[:2] + (1,), 255, np.uint8)], axis=2).tobytes()
-    return hwc.tobytes()
+        return samples(pixels, mode).tobytes()
+    return np.ascontiguousarray(np.asarray(pixels, np.uint8).transpose(1, 2, 0)).tobytes()
 
 
 # ------------------------------------------------------------------------------- reading
@@ -167,9 +243,10 @@ def read_image(path: str | os.PathLike, check_size=None) -> SourceImage:
 
     ``check_size(width, height, what)`` is called with the size before any pixel is decoded
     (the caller's memory limits). Modes L and RGB are coded as they are; 1 as 0/255 grey;
-    LA/RGBA with a fully opaque alpha without it; P (palette, no transparency, no repeated
-    colours) as its colours; 16-bit grey and RGB (PNG, PPM/PGM with maxval 65535, TIFF) as
-    byte planes. Each is restored exactly, with its tRNS key and ICC profile."""
+    LA/RGBA with their alpha plane (none when it is fully opaque); P (palette, no
+    transparency, no repeated colours) as its colours; 16-bit grey and RGB (PNG, PPM/PGM with
+    maxval 65535, TIFF) and 16-bit grey or RGB with alpha (PNG) as byte planes. Each is
+    restored exactly, with its tRNS key and ICC profile."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -232,15 +309,19 @@ def _read_exact(path: Path, head: bytes, im) -> SourceImage:
             raise ImageError(f"{where}: malformed PNG tRNS chunk")
         key = bytes(trns or b"")
         if depth == 16:
-            if colour not in (0, 2):
-                raise ImageError(f"{where}: 16-bit PNG with an alpha channel is not supported")
             import imagecodecs
             try:
                 a = imagecodecs.png_decode(data)
             except Exception as exc:
                 raise ImageError(f"{where}: cannot decode the 16-bit PNG ({exc})") from None
+            a = np.asarray(a, dtype=np.uint16).reshape(a.shape[0], a.shape[1], -1)
+            if colour in (4, 6):          # grey or RGB with an alpha channel
+                mode = "LA;16" if colour == 4 else "RGBA;16"
+                if a.shape[2] != (2 if colour == 4 else 4):
+                    raise ImageError(f"{where}: cannot decode the 16-bit PNG (it gave {a.shape[2]} channels)")
+                return SourceImage(planes_of(a, mode), mode, icc=icc, dropped=dropped)
             # libpng expands a tRNS key into an alpha channel: keep the samples (the key is kept)
-            a = np.asarray(a, dtype=np.uint16).reshape(a.shape[0], a.shape[1], -1)[..., :1 if colour == 0 else 3]
+            a = a[..., :1 if colour == 0 else 3]
             return SourceImage(split16(a), "I;16" if colour == 0 else "RGB;16", extra=key, icc=icc,
                                dropped=dropped)
         src = _to_source(im, where)
@@ -293,10 +374,7 @@ def _to_source(im, where: str) -> SourceImage:
     if mode == "1":
         return SourceImage(np.asarray(im.convert("L"), dtype=np.uint8)[None], mode)
     if mode in ("LA", "RGBA"):
-        a = np.asarray(im, dtype=np.uint8)
-        if not (a[..., -1] == 255).all():
-            raise ImageError(f"{where}: image has a translucent alpha channel, which is not supported")
-        return SourceImage(a[..., :-1].transpose(2, 0, 1), mode)
+        return SourceImage(planes_of(np.asarray(im, dtype=np.uint8), mode), mode)
     if mode == "P":
         if "transparency" in im.info or im.palette is None or im.palette.mode != "RGB":
             raise ImageError(f"{where}: palette images with transparency or a non-RGB palette are not supported")
@@ -308,15 +386,17 @@ def _to_source(im, where: str) -> SourceImage:
             return SourceImage(pal[idx, 0][None], mode, extra=b"\x01" + pal[:, 0].tobytes())
         return SourceImage(pal[idx].transpose(2, 0, 1), mode, extra=b"\x03" + pal.tobytes())
     raise ImageError(f"{where}: unsupported image mode {mode!r}; supported: L, RGB, 1, P (palette), "
-                     "LA/RGBA with opaque alpha, 16-bit grey and RGB")
+                     "LA, RGBA, 16-bit grey and RGB")
 
 
 # ------------------------------------------------------------------------------- writing
 
 def restore_image(pixels: np.ndarray, mode: str, extra: bytes = b""):
-    """The original Pillow image from the coded planes (8-bit modes, and I;16 coded as
-    one plane by version 1/2 files or as two planes by version 3). Transparency keys and
-    ICC profiles are not part of a Pillow image's pixels: :func:`save_png` writes them."""
+    """The original Pillow image from the coded planes (8-bit modes, LA and RGBA with their
+    alpha plane or an opaque one, and I;16 coded as one plane by version 1/2 files or as two
+    planes by version 3). Pillow has no mode for 16-bit RGB or 16-bit samples with alpha:
+    ImageError. Transparency keys and ICC profiles are not part of a Pillow image's pixels:
+    :func:`save_png` writes them."""
     from PIL import Image
 
     p = np.asarray(pixels, dtype=np.uint8)
@@ -328,8 +408,7 @@ def restore_image(pixels: np.ndarray, mode: str, extra: bytes = b""):
     if mode == "1":
         return Image.fromarray(hwc[..., 0], "L").convert("1", dither=Image.Dither.NONE)
     if mode in ("LA", "RGBA"):
-        alpha = np.full(hwc.shape[:2] + (1,), 255, np.uint8)
-        return Image.fromarray(np.concatenate([hwc, alpha], axis=2), mode)
+        return Image.fromarray(samples(p, mode), mode)
     if mode == "I;16":
         a = join16(p)[..., 0] if p.shape[0] == 2 else hwc[..., 0].astype(np.uint16)
         return Image.fromarray(a)     # uint16 -> mode I;16
@@ -356,12 +435,17 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
 
 
+# PNG colour type of C 16-bit channels: grey, grey + alpha, RGB, RGB + alpha.
+_PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}
+
+
 def png16(samples: np.ndarray, key: bytes = b"", icc: bytes = b"", level: int = 9) -> bytes:
-    """A 16-bit grey or RGB PNG of uint16 (H, W, C) samples (Pillow cannot write 16-bit RGB)."""
+    """A 16-bit PNG of uint16 (H, W, C) samples, C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA
+    (Pillow cannot write 16-bit RGB or 16-bit alpha)."""
     h, w, c = samples.shape
     rows = np.zeros((h, 1 + 2 * w * c), np.uint8)         # filter type 0 per row
     rows[:, 1:] = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(h, -1)
-    parts = [PNG_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0 if c == 1 else 2, 0, 0, 0))]
+    parts = [PNG_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _PNG_COLOUR[c], 0, 0, 0))]
     if icc:
         parts.append(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc, 9)))
     if key:
@@ -372,7 +456,7 @@ def png16(samples: np.ndarray, key: bytes = b"", icc: bytes = b"", level: int = 
 
 def png16_decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
     """The uint16 (H, W, C) samples of a PNG as :func:`png16` writes it (16-bit grey or RGB,
-    filter 0, not interlaced) of ``size`` (width, height) if given; ImageError for anything
+    with or without alpha, filter 0, not interlaced) of ``size`` (width, height) if given; ImageError for anything
     else, before allocating. Used for the fallback's 16-bit PNGs instead of libpng, which
     prints warnings of its own on damaged data."""
     if not data.startswith(PNG_SIGNATURE):
@@ -393,11 +477,11 @@ def png16_decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray
     if len(ihdr) != 13 or b"IEND" not in chunks:
         raise ImageError("incomplete PNG")
     w, h, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", ihdr)
-    if depth != 16 or colour not in (0, 2) or (comp, filt, interlace) != (0, 0, 0):
-        raise ImageError("not a 16-bit grey or RGB PNG as written by bitswap")
+    if depth != 16 or colour not in (0, 2, 4, 6) or (comp, filt, interlace) != (0, 0, 0):
+        raise ImageError("not a 16-bit PNG as written by bitswap")
     if size is not None and (w, h) != tuple(size):
         raise ImageError(f"PNG of {w}x{h}, not {size[0]}x{size[1]}")
-    c = 1 if colour == 0 else 3
+    c = {v: k for k, v in _PNG_COLOUR.items()}[colour]
     row = 1 + 2 * w * c
     z = zlib.decompressobj()
     raw = z.decompress(b"".join(idat), h * row + 1)
@@ -411,9 +495,9 @@ def png16_decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray
 
 def save_png(f, pixels: np.ndarray, mode: str, extra: bytes = b"", icc: bytes = b"") -> None:
     """Write the image as a PNG into the binary file object ``f``: the original samples,
-    mode, palette, transparency key and ICC profile."""
-    if mode in WIDE_MODES and pixels.shape[0] in (2, 6):        # (version 1/2 I;16: one plane, below)
-        f.write(png16(join16(pixels), extra, icc))
+    mode, alpha channel, palette, transparency key and ICC profile."""
+    if is_wide(mode, pixels.shape[0]):        # (version 1/2 I;16: one plane, below)
+        f.write(png16(samples(pixels, mode), extra, icc))
         return
     img = restore_image(pixels, mode, extra)
     opts = {"icc_profile": bytes(icc)} if icc else {}
@@ -427,9 +511,9 @@ def save_png(f, pixels: np.ndarray, mode: str, extra: bytes = b"", icc: bytes = 
 
 def from_array(a, name: str = "") -> SourceImage:
     """The :class:`SourceImage` of a numpy array, or :class:`ImageError` for one that cannot
-    be decoded back to the same dtype and shape: uint8 or uint16, H x W (grey) or H x W x 3
-    (RGB); uint8 H x W x 2 or H x W x 4 whose last channel is a fully opaque alpha (255);
-    bool H x W (bilevel). Grey is H x W only: an H x W x 1 array would come back H x W."""
+    be decoded back to the same dtype and shape: uint8 or uint16, H x W (grey), H x W x 2
+    (grey and alpha), H x W x 3 (RGB) or H x W x 4 (RGBA), any alpha; bool H x W (bilevel).
+    Grey is H x W only: an H x W x 1 array would come back H x W."""
     a = np.asarray(a)
     what = name or "the image"
     if a.ndim not in (2, 3) or a.size == 0 or any(s > MAX_SIDE for s in a.shape[:2]):
@@ -438,18 +522,17 @@ def from_array(a, name: str = "") -> SourceImage:
     channels = a.shape[2] if a.ndim == 3 else 0
     if a.dtype == np.bool_ and a.ndim == 2:
         return SourceImage(np.where(a, 255, 0).astype(np.uint8)[None], "1", name=name)
-    if a.dtype == np.uint16 and channels in (0, 3):
-        return SourceImage(split16(a.reshape(a.shape[0], a.shape[1], -1)), "I;16" if not channels else "RGB;16",
-                           name=name)
-    if a.dtype == np.uint8 and channels in (0, 2, 3, 4):
-        if channels in (2, 4) and not (a[..., -1] == 255).all():
-            raise ImageError(f"{what}: the alpha channel is translucent, which is not supported (only a fully "
-                             "opaque alpha, 255 everywhere, is kept)")
-        mode = {0: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
-        planes = a[None] if not channels else a[..., :3 if channels > 2 else 1].transpose(2, 0, 1)
-        return SourceImage(planes, mode, name=name)
+    if a.dtype in (np.uint8, np.uint16) and channels in (0, 2, 3, 4):
+        wide = a.dtype == np.uint16
+        mode = {0: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] + (";16" if wide and channels else "")
+        if wide and not channels:
+            mode = "I;16"
+        if channels in (2, 4):
+            return SourceImage(planes_of(a, mode), mode, name=name)
+        hwc = a.reshape(a.shape[0], a.shape[1], -1)
+        return SourceImage(split16(hwc) if wide else hwc.transpose(2, 0, 1), mode, name=name)
     raise ImageError(f"{what}: unsupported array of {a.dtype} and shape {a.shape}; bitswap keeps uint8 or uint16 "
-                     "H x W (grey) and H x W x 3 (RGB), uint8 H x W x 2 or x 4 with an opaque alpha, bool H x W")
+                     "H x W (grey), H x W x 2 (grey and alpha), H x W x 3 (RGB) and H x W x 4 (RGBA), bool H x W")
 
 
 def from_pil(im, name: str = "") -> SourceImage:
@@ -467,7 +550,7 @@ def from_pil(im, name: str = "") -> SourceImage:
         _check_restores(src, im, where)
     else:
         raise ImageError(f"{where}: unsupported image mode {im.mode!r}; supported: L, RGB, 1, P (palette), "
-                         "LA/RGBA with opaque alpha, I;16 (16-bit grey)")
+                         "LA, RGBA, I;16 (16-bit grey)")
     key = info.get("transparency")
     if key is not None and src.mode in ("L", "RGB", "I;16"):
         values = (key,) if isinstance(key, int) else tuple(key) if isinstance(key, tuple) else None
@@ -486,9 +569,10 @@ def from_pil(im, name: str = "") -> SourceImage:
 def to_array(src: SourceImage) -> np.ndarray:
     """The pixels of ``src`` as :func:`from_array` takes them (and as ``numpy.asarray`` gives
     them for a Pillow image of its mode): uint16 for 16-bit modes, bool for mode 1, palette
-    indices for P, the opaque alpha channel included for LA and RGBA; H x W for one channel."""
+    indices for P, the alpha channel included for LA and RGBA (8 or 16 bits; 255 or 65535
+    where it was opaque); H x W for one channel."""
     if src.wide:
-        a = join16(src.pixels)
+        a = samples(src.pixels, src.mode)
         return a[..., 0] if a.shape[2] == 1 else a
     return np.asarray(restore_image(src.pixels, src.mode, src.extra))
 

@@ -26,6 +26,12 @@ high then low bytes) is coded as groups of planes, one after the other (a fallba
 model cannot use the correlation between the groups); a grey image with a 3-channel model
 is replicated to RGB. The container records which (``info``).
 
+Alpha: a translucent alpha channel (LA, RGBA, 8 or 16 bits) is coded apart from the colour,
+as one more grey image (two byte planes for 16-bit, each one image; replicated to RGB for a
+3-channel model) after the image's colour units on the same message, or, with ``fallback``,
+as the best classical lossless encoding of the alpha plane alone when that is smaller than
+the model's bits for it. A fully opaque alpha is not stored at all.
+
 Error messages name settings by their library names (``max_megapixels``...), never by a
 command-line flag: :class:`LimitError` carries the setting, the CLI maps it.
 """
@@ -35,14 +41,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import classical, imageio
 from . import container as fmt
-from .container import (CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, PATCH, Container,
-                        ContainerError, Header, ImageEntry, pixel_checksum, pixel_checksum_v3,
+from .container import (ALPHA_ABSENT, CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, METHOD_MODEL, PATCH,
+                        Container, ContainerError, Header, ImageEntry, pixel_checksum, pixel_checksum_v3,
                         pixel_checksum_v4)
 from .data import tile_image, untile_image
 from .errors import ChecksumError, LimitError, OptionError
@@ -217,6 +223,18 @@ def _units(pixels: np.ndarray, coding: int, mchannels: int) -> list[np.ndarray]:
     return [np.repeat(pixels[c: c + 1], 3, axis=0) for c in range(pixels.shape[0])]
 
 
+def _alpha_units(alpha: np.ndarray, mchannels: int) -> list[np.ndarray]:
+    """The (C_model, H, W) images the coder sees for an alpha channel's planes: each plane a
+    grey image, replicated to RGB for a 3-channel model (see :func:`_restore`)."""
+    return [np.repeat(alpha[c: c + 1], mchannels, axis=0) for c in range(alpha.shape[0])]
+
+
+def _alpha_source(im: SourceImage) -> SourceImage:
+    """The alpha planes of ``im`` as a grey image (16-bit grey for 16-bit samples): what a
+    classical encoding of the alpha alone stores (decoded by :func:`_restore`)."""
+    return SourceImage(im.alpha, "I;16" if im.wide else "L")
+
+
 @dataclass
 class Result:
     """A compressed file and its figures."""
@@ -226,6 +244,9 @@ class Result:
     subpixels: int              # sum of width x height x channels over the original images
     initial_bits: int
     seconds: float
+    # image position -> {method: bytes} its translucent alpha would have cost (the header's
+    # costs are the colour's; informative, as those)
+    alpha_costs: dict = field(default_factory=dict)
 
     @property
     def bits(self) -> int:
@@ -278,8 +299,9 @@ def _entries(images: list[SourceImage], mch: int) -> list[ImageEntry]:
         used.add(name)
         w, h = im.size
         crc = pixel_checksum_v4(name, im.mode, w, h, file_samples(im.pixels, im.mode, im.extra), im.extra, im.icc)
-        entries.append(ImageEntry(w, h, im.mode, _coding(im.pixels.shape[0], mch), crc, name, bytes(im.extra),
-                                  bytes(im.icc), wide=im.wide))
+        entries.append(ImageEntry(w, h, im.mode, _coding(im.colour_planes, mch), crc, name, bytes(im.extra),
+                                  bytes(im.icc), wide=im.wide,
+                                  alpha=ALPHA_ABSENT if im.alpha is None else METHOD_MODEL))
     return entries
 
 
@@ -313,8 +335,16 @@ def compress(images: list[SourceImage], coding: CodingModel, *, bitswap: bool = 
         raise OptionError("precision", problem)
     coder = Coder(coding.protocol(), bitswap=bitswap, lanes=lanes, precision=precision)
     entries = _entries(images, mch)
-    tiles = [np.concatenate([tile_image(u, PATCH) for u in _units(im.pixels, e.coding, mch)])
-             for im, e in zip(images, entries)]
+    # The parts coded separately: (image, "image") its colour planes, (image, "alpha") a
+    # translucent alpha channel's planes; in the coding order (container.unit_count).
+    parts = [(k, part) for k, im in enumerate(images) for part in ("image", "alpha")
+             if part == "image" or im.alpha is not None]
+    tiles = {}
+    for k, part in parts:
+        im = images[k]
+        units = (_units(im.colour().pixels, entries[k].coding, mch) if part == "image" else
+                 _alpha_units(im.alpha, mch))
+        tiles[(k, part)] = np.concatenate([tile_image(u, PATCH) for u in units])
     header = Header(coding.name, bytes.fromhex(coding.digest), bytes(32), bool(bitswap), coding.nz,
                     coding.quantbits, coding.strategy, precision, mch, lanes, batch, seed, entries)
     fmt._validate_header(header)
@@ -330,37 +360,50 @@ def compress(images: list[SourceImage], coding: CodingModel, *, bitswap: bool = 
     check_decodable_here(Container(header, b""), with_model=not fallback)
 
     def model_pass(chosen):
-        patches = np.concatenate([tiles[k] for k in chosen])
-        owner = np.concatenate([np.full(len(tiles[k]), j) for j, k in enumerate(chosen)])
+        patches = np.concatenate([tiles[p] for p in chosen])
+        owner = np.concatenate([np.full(len(tiles[p]), j) for j, p in enumerate(chosen)])
         return _model_pass(coder, seed, patches, owner, len(chosen), batch, progress)
 
-    everything = list(range(len(images)))
-    msg, bits = model_pass(everything)
+    msg, bits = model_pass(parts)
     overhead = 8 * len(coder.new_message(streams=1, seed=seed).to_bytes())
-    cands = {k: classical.candidates(im) if fallback else {} for k, im in enumerate(images)}
-    best = {k: min(f.items(), key=lambda mb: (len(mb[1]), mb[0])) for k, f in cands.items() if f}
-    blobs = {}
-    for k in everything:
-        model_bits = bits[k] + overhead / len(images)
-        entries[k].costs = {METHOD_MODEL: math.ceil(model_bits / 8), **{m: len(b) for m, b in cands[k].items()}}
-        if k in best and 8 * len(best[k][1]) < model_bits:
-            blobs[k] = best[k]
-    model_coded = [k for k in everything if k not in blobs]
+    cands = {}
+    for k, part in parts:
+        if fallback:
+            cands[(k, part)] = classical.candidates(images[k].colour() if part == "image" else
+                                                    _alpha_source(images[k]))
+        else:
+            cands[(k, part)] = {}
+    best = {p: min(f.items(), key=lambda mb: (len(mb[1]), mb[0])) for p, f in cands.items() if f}
+    blobs, alpha_costs = {}, {}
+    for j, p in enumerate(parts):
+        model_bits = bits[j] + overhead / len(parts)
+        costs = {METHOD_MODEL: math.ceil(model_bits / 8), **{m: len(b) for m, b in cands[p].items()}}
+        if p[1] == "image":
+            entries[p[0]].costs = costs
+        else:
+            alpha_costs[p[0]] = costs
+        if p in best and 8 * len(best[p][1]) < model_bits:
+            blobs[p] = best[p]
+    model_coded = [p for p in parts if p not in blobs]
     if model_coded and blobs:
         msg, _ = model_pass(model_coded)
-    # The whole file never exceeds every image's best classical encoding plus the header.
-    if (model_coded and all(k in best for k in model_coded)
-            and len(msg.to_bytes()) > sum(len(best[k][1]) for k in model_coded)):
-        blobs.update({k: best[k] for k in model_coded})
+    # The whole file never exceeds every part's best classical encoding plus the header.
+    if (model_coded and all(p in best for p in model_coded)
+            and len(msg.to_bytes()) > sum(len(best[p][1]) for p in model_coded)):
+        blobs.update({p: best[p] for p in model_coded})
         model_coded = []
-    for k, (method, blob) in blobs.items():
-        entries[k].method, entries[k].blob_length, entries[k].coding = method, len(blob), CODING_DIRECT
+    for (k, part), (method, blob) in blobs.items():
+        if part == "image":
+            entries[k].method, entries[k].blob_length, entries[k].coding = method, len(blob), CODING_DIRECT
+        else:
+            entries[k].alpha, entries[k].alpha_length = method, len(blob)
     if not model_coded:          # nothing is coded by the model: the file names no model
         header = replace(header, model_name="", model_hash=bytes(32))
     c = Container(header, msg.to_bytes() if model_coded else b"", fmt.VERSION,
-                  [blobs[k][1] for k in sorted(blobs)])
+                  [blobs[p][1] for p in fmt.blob_keys(entries)])
     check_decodable_here(c)
-    return Result(c, c.to_bytes(), subpixels, msg.initial_bits if model_coded else 0, time.perf_counter() - t0)
+    return Result(c, c.to_bytes(), subpixels, msg.initial_bits if model_coded else 0, time.perf_counter() - t0,
+                  alpha_costs)
 
 
 # ------------------------------------------------------------------------------ decoding

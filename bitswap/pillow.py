@@ -19,8 +19,9 @@
   ``im.info``). The other keywords are :func:`bitswap.encode`'s options (``model``,
   ``model_only``, ``bbans``, ``quantbits``, ``bins``, ``lanes``, ``batch``, ``seed``,
   ``device``, the limits).
-- **Modes**: L, RGB, 1, P (an RGB or grey palette without transparency), LA/RGBA with a
-  fully opaque alpha, I;16 (16-bit grey). 16-bit RGB has no Pillow mode that holds it
+- **Modes**: L, RGB, 1, P (an RGB or grey palette without transparency), LA and RGBA (any
+  alpha, kept exactly), I;16 (16-bit grey). 16-bit RGB and 16-bit samples with alpha
+  (``RGB;16``, ``LA;16``, ``RGBA;16``, from 16-bit PNGs) have no Pillow mode that holds them
   exactly, so such an image is refused here with :class:`bitswap.ImageError`;
   :func:`bitswap.decode` gives it as a uint16 array.
 
@@ -40,7 +41,7 @@ from typing import IO
 from PIL import Image, ImageFile, ImagePalette, ImageSequence
 
 from . import api
-from .container import MAGIC, WIDE_MODES
+from .container import ALPHA_MODES, MAGIC, WIDE_MODES
 from .errors import ImageError
 from .imageio import SourceImage, from_pil, restore_image, transparency_key
 
@@ -81,8 +82,9 @@ class BswImageFile(ImageFile.ImageFile):
     def _select(self, frame: int) -> None:
         """Mode, size, palette and info of image ``frame`` (from the header; nothing decoded)."""
         e = self._container.header.images[frame]
-        if e.mode in WIDE_MODES and e.channels == 3:
-            raise ImageError(f"{e.name} is a 16-bit RGB image, which no Pillow mode holds exactly: "
+        if e.mode in WIDE_MODES and (e.channels == 3 or e.mode in ALPHA_MODES):
+            what = "16-bit RGB" if e.mode == "RGB;16" else f"16-bit {'RGB' if e.channels == 3 else 'grey'} and alpha"
+            raise ImageError(f"{e.name} is a {what} image ({e.mode}), which no Pillow mode holds exactly: "
                              "decode it with bitswap.decode(data), which gives a uint16 array")
         self._frame = frame
         self._mode = e.mode
