@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default="data", help="dataset root: the images are DATA/kodak")
     ap.add_argument("--folder", default=None, help="compress the images of this folder instead")
     ap.add_argument("--nz", type=int, default=4, help="latent layers (selects imagenetcrop-nzNZ if shipped)")
-    ap.add_argument("--model", default=None, help="shipped model name or weights file (default: the best "
+    ap.add_argument("--model", default=None, help="shipped model name or exported model file .bswm (float "
+                                                  "weights X.pt: the X.bswm beside them; default: the best "
                                                   "shipped model for the images, as the CLI picks)")
     ap.add_argument("--bitswap", type=int, choices=(0, 1), default=1, help="1: Bit-Swap, 0: BB-ANS")
     ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
@@ -65,7 +66,7 @@ def run(args) -> dict:
         name = wanted if wanted in zoo.available() else None
     out = Path(args.out)
     (out / "bsw").mkdir(parents=True, exist_ok=True)
-    model = None
+    coding = None
     rows = []
     for path in paths:
         src = lib.read_image(path)
@@ -73,24 +74,20 @@ def run(args) -> dict:
                "subpixels": int(src.subpixels)}
         line = f"{path.name:14s} {src.size[0]}x{src.size[1]} {src.mode:4s}"
         if not args.baselines_only:
-            if model is None:
+            if coding is None:
                 name = name or lib.choose_model_name({src.channels})
-                model = lib.load_model(name, args.device)
-                bins = lib.get_bins(model, args.quantbits, args.bins)   # once, not per image
-                print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit bins; "
-                      f"{len(paths)} images from {folder}", flush=True)
-            res = lib.compress([src], model, model_name=getattr(model, "name", None) or Path(name).stem,
-                               bitswap=bool(args.bitswap), quantbits=args.quantbits, strategy=args.bins,
-                               lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty(), bins=bins,
+                coding = lib.load_coding(name, args.bins, args.quantbits, args.device)   # once, not per image
+                print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit {args.bins} "
+                      f"bins; {len(paths)} images from {folder}", flush=True)
+            res = lib.compress([src], coding, bitswap=bool(args.bitswap), lanes=args.lanes, batch=args.batch,
+                               seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
                                fallback=False)      # this script measures the model
             dest = out / "bsw" / f"{path.stem}.bsw"
             atomic_write_bytes(dest, res.data)
             t_dec = float("nan")
             if not args.no_verify:
                 t = time.perf_counter()
-                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), model, device=args.device,
-                                                bins=bins)
+                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), coding, device=args.device)
                 t_dec = time.perf_counter() - t
                 if not (px == src.pixels).all():
                     raise lib.ChecksumMismatchError(f"{path}: decoded image differs from the original")

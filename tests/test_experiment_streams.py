@@ -1,0 +1,102 @@
+"""The experiment scripts write each coded stream as a version 4 .bsw file that ``bitswap
+decompress`` decodes, here and under another CPU code path, to the test images the experiment
+coded; weights files code with their exported model, and bare float weights are refused with
+the command that exports them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bitswap.__main__ import main as bitswap_main
+from bitswap.container import Container
+from bitswap.data import load_dataset
+from bitswap.experiment_cli import main as experiment_main
+from bitswap.results import load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--experiments", "2", "--ndatapoints", "5", "--batch", "2", "--quiet"]
+
+
+def run_experiment(data: Path, out: Path, *extra: str) -> tuple[dict, dict]:
+    assert experiment_main("mnist", 8, QUICK + ["--data", str(data), "--out", str(out), *extra]) == 0
+    meta = json.loads(next(out.glob("*.json")).read_text())
+    return meta, load_results(out / f"{Path(meta['streams']).name}.npz")[1]
+
+
+def decoded_pngs(folder: Path) -> dict[str, np.ndarray]:
+    return {p.stem: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+def check_streams(meta: dict, arrays: dict, data: Path, out: Path, decode) -> None:
+    """Every experiment's file decodes (``decode(file, folder)``) to the test images it coded,
+    in coding order, and its message is the stream the rates were measured on."""
+    test = load_dataset("mnist", "test", data)
+    files = sorted(Path(meta["streams"]).glob("*.bsw"))
+    assert [f.name for f in files] == ["exp0000.bsw", "exp0001.bsw"]
+    for e, path in enumerate(files):
+        c = Container.from_bytes(path.read_bytes())
+        assert c.version == 4 and c.header.batch == 1 and c.header.model_name == meta["model"]
+        assert c.header.bitswap == meta["bitswap"] and c.header.lanes == meta["lanes"]
+        assert [im.name for im in c.header.images] == [f"test{i:05d}" for i in arrays["indices"][e]]
+        # the file's message holds every bit the experiment counted, initial bits included
+        assert arrays["total"][e, -1] * 5 * meta["dims"] == c.message().num_bits()
+        folder = out / f"decoded{e}"
+        decode(path, folder)
+        pngs = decoded_pngs(folder)
+        assert list(pngs) == sorted(f"test{i:05d}" for i in arrays["indices"][e])
+        for i in arrays["indices"][e]:
+            assert np.array_equal(pngs[f"test{i:05d}"], test[i, 0])
+
+
+def test_experiment_streams_decode_with_bitswap_decompress(shared_data, tmp_path, capsys):
+    out = tmp_path / "results"
+    meta, arrays = run_experiment(shared_data, out, "--nz", "2")
+    printed = capsys.readouterr().out
+    assert "exp0000.bsw" in printed and "python -m bitswap decompress" in printed
+    assert meta["stream_format"] == "bsw 4" and meta["coding_digest"]
+    check_streams(meta, arrays, shared_data, out,
+                  lambda path, folder: bitswap_main(["decompress", str(path), "-o", str(folder), "-q"]) == 0 or
+                  pytest.fail("decompress failed"))
+    assert bitswap_main(["info", str(Path(meta["streams"]) / "exp0000.bsw")]) == 0
+    assert "mnist-nz2" in capsys.readouterr().out
+
+
+def test_weights_file_codes_with_its_exported_model(shared_data, tmp_path, capsys):
+    from cli_fixtures import save_tiny_bundle
+    bundle = save_tiny_bundle(tmp_path / "tiny.bswm", channels=1, nz=2, seed=3)
+    weights = bundle.with_suffix(".pt")
+    out = tmp_path / "results"
+    meta, arrays = run_experiment(shared_data, out, "--model", str(weights), "--nz", "2", "--bins", "uniform")
+    assert str(bundle) in capsys.readouterr().out          # how to decode: --model the bundle
+    check_streams(meta, arrays, shared_data, out,
+                  lambda path, folder: bitswap_main(["decompress", str(path), "-o", str(folder), "-q",
+                                                     "--model", str(bundle)]) == 0 or pytest.fail("decompress"))
+    # bare float weights: refused with the command that exports them
+    bundle.unlink()
+    assert experiment_main("mnist", 8, QUICK + ["--model", str(weights), "--nz", "2", "--data", str(shared_data),
+                                                "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"python -m bitswap.export {weights}" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_experiment_streams_decode_on_another_cpu_code_path(shared_data, tmp_path):
+    """Coded here, decoded in a process whose torch runs its portable (non-vectorized) kernels:
+    the exact integer network gives the same probabilities on any machine."""
+    out = tmp_path / "results"
+    meta, arrays = run_experiment(shared_data, out, "--nz", "2", "--bitswap", "0")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1")
+
+    def decode(path, folder):
+        proc = subprocess.run([sys.executable, "-m", "bitswap", "decompress", str(path), "-o", str(folder), "-q"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+    check_streams(meta, arrays, shared_data, out, decode)
