@@ -150,17 +150,18 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
 
 
 def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | None = None, device: str = "cpu",
-                   limits: lib.Limits | None = None, network_batch: int = lib.MAX_NETWORK_BATCH,
+                   limits: lib.Limits | None = None, network_batch: int | None = lib.MAX_NETWORK_BATCH,
                    progress: bool = False, what: str = "the file", allow_new_bins: bool = False) -> list[SourceImage]:
     """:func:`decode` as :class:`~bitswap.imageio.SourceImage` objects: the samples with the
     names, modes, palettes, transparency keys and ICC profiles of the originals (what
     ``bitswap decompress`` writes to PNG files and the Pillow plugin hands to Pillow).
     ``what`` names the data in messages (the command line gives the file's path);
     ``allow_new_bins`` lets a file of the retired float32 network (versions 1-3) compute latent
-    bins that are not cached (:mod:`bitswap.legacy`)."""
+    bins that are not cached (:mod:`bitswap.legacy`). ``network_batch`` None: the largest that
+    fits in ``limits`` (what ``bitswap decompress`` does without ``--network-batch``)."""
     c = _container(data)
     check_device(device)
-    if not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
+    if network_batch is not None and not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
         raise OptionError("network_batch", f"must be in 1..{lib.MAX_NETWORK_BATCH}")
     limits = limits or lib.Limits()
     lib.check_decodable(c, limits)

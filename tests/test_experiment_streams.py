@@ -43,7 +43,7 @@ def check_streams(meta: dict, arrays: dict, data: Path, out: Path, decode) -> No
     assert [f.name for f in files] == ["exp0000.bsw", "exp0001.bsw"]
     for e, path in enumerate(files):
         c = Container.from_bytes(path.read_bytes())
-        assert c.version == 4 and c.header.batch == 1 and c.header.model_name == meta["model"]
+        assert c.version == 4 and c.header.batch == 1 and c.header.model_hash.hex() == meta["coding_digest"]
         assert c.header.bitswap == meta["bitswap"] and c.header.lanes == meta["lanes"]
         assert [im.name for im in c.header.images] == [f"test{i:05d}" for i in arrays["indices"][e]]
         # the file's message holds every bit the experiment counted, initial bits included
