@@ -39,7 +39,7 @@ def test_run_experiments_accounts_exactly(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (200, 1, 32, 32), dtype=np.uint8)
     coding = tiny_coding(1, 2, seed=0, quantbits=8)
     model = tiny_model(1, 2, seed=0).eval()
-    coder = Coder(coding.protocol(), lanes=4)
+    coder = Coder(coding.protocol(), lanes=32)          # fewer chunks per tensor: a quicker test
     idx = experiment_indices(len(images), 3, 4, seed=1)
     elbo = lambda x: model.negative_elbo(torch.from_numpy(x)).detach().numpy()
     files = StreamFiles(tmp_path / "s", coding, coder, images, idx)
