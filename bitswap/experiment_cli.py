@@ -174,11 +174,16 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
         f"_{tag}{value}" for tag, value, key in
         (("k", coding.latent_bits, "latent_bits"), ("q", coding.posterior_precision, "posterior_precision"),
          ("l", coding.likelihood_precision, "likelihood_precision")) if value != default[key])
+    # what names the streams in .bsw files: the shipped exact MLP at its default precisions
+    file_coding = zoo.BBANSCodingModel(model.name, exact)
+    if not exact_from.startswith("shipped") or (file_coding.posterior_precision, file_coding.likelihood_precision) \
+            != (coding.posterior_precision, coding.likelihood_precision):
+        file_coding = None
     info = dict(binarize=how, latent_bits=coding.latent_bits,
                 posterior_precision=coding.posterior_precision,
                 likelihood_precision=coding.likelihood_precision,
                 inference="exact integer network", exact_network=exact_from, exact_digest=exact.digest())
-    return coding, images, stem, info
+    return coding, images, stem, info, file_coding
 
 
 def _stream_names(indices: np.ndarray) -> list[str]:
@@ -205,13 +210,24 @@ class StreamFiles:
             if not old.name[3:7].isdigit() or int(old.name[3:7]) >= len(indices):
                 old.unlink()
 
+    @property
+    def mode(self) -> str:
+        """The images' mode: ``1`` for a binary BB-ANS model's 0/1 digits, else from the planes."""
+        return getattr(self.coding, "mode", "")
+
+    def planes(self, i: int) -> np.ndarray:
+        """Test image i as the file holds it (a binary digit's 0/1 as 0/255)."""
+        to_planes = getattr(self.coding, "to_planes", None)
+        return self.images[i] if to_planes is None else to_planes(self.images[i])
+
     def path(self, e: int) -> Path:
         return self.folder / f"exp{e:04d}.bsw"
 
     def __call__(self, e: int, stream: bytes, seed: int) -> None:
         from .experiments import STREAM_BATCH
         from .images import SourceImage, model_container
-        srcs = [SourceImage(self.images[i], name=n) for i, n in zip(self.indices[e], _stream_names(self.indices[e]))]
+        srcs = [SourceImage(self.planes(i), self.mode, name=n)
+                for i, n in zip(self.indices[e], _stream_names(self.indices[e]))]
         c = model_container(srcs, self.coding, stream, bitswap=self.coder.bitswap, precision=self.coder.precision,
                             lanes=self.coder.lanes, batch=STREAM_BATCH, seed=seed)
         data = c.to_bytes()
@@ -224,7 +240,7 @@ class StreamFiles:
         from .images import decompress
         decoded = decompress(Container.from_bytes(self.path(0).read_bytes()), self.coding)
         for (entry, px), i in zip(decoded, self.indices[0]):
-            if not np.array_equal(px, self.images[i]):
+            if not np.array_equal(px, self.planes(i)):
                 raise RuntimeError(f"{self.path(0)}: {entry.name} decodes to other pixels than the experiment coded")
 
 
@@ -239,8 +255,10 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     out = Path(args.out)
     coding = bundle = None
     if is_bbans:
-        coding_protocol, images, stem, extra = _bbans_setup(dataset, args, model, images)
+        coding_protocol, images, stem, extra, coding = _bbans_setup(dataset, args, model, images)
         coder = Coder(coding_protocol, bitswap=bool(args.bitswap), lanes=args.lanes)
+        if coding is not None:
+            extra["coding_digest"] = coding.digest
     else:
         quantbits = DEFAULT_QUANTBITS if args.quantbits is None else args.quantbits
         stem = result_name(dataset, model.nz, bool(args.bitswap))[:-4]
@@ -261,7 +279,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     stream_dir = out / "streams" / stem
     if coding is not None:
         files = StreamFiles(stream_dir, coding, coder, images, indices)
-    else:       # the BB-ANS models: the .bsw format has no coding-model kind for them (yet)
+    else:       # a BB-ANS model's MLP built here, or other precisions: no coding model names them
         stream_dir.mkdir(parents=True, exist_ok=True)
 
         def files(e, data, seed):
@@ -289,8 +307,8 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
         print(f"  streams               {files.path(0)} ... ({len(files.sizes)} .bsw files, "
               f"{meta['stream_bytes_mean']:.0f} bytes each on average; {decode}; the first decoded and checked)")
     else:
-        print(f"  streams               {stream_dir}/exp*.ans (raw ANS messages: .bsw files have no BB-ANS "
-              "coding-model kind yet)")
+        print(f"  streams               {stream_dir}/exp*.ans (raw ANS messages: a .bsw file names a BB-ANS model's "
+              "shipped exact MLP at its default precisions only)")
     return meta
 
 

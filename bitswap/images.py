@@ -49,8 +49,9 @@ from .errors import ChecksumError, LimitError, OptionError
 from .imageio import ImageError, SourceImage, _to_source, file_samples, restore_image, save_png  # noqa: F401
 from .limits import (DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_TOTAL_MEGAPIXELS,  # noqa: F401
                      MAX_NETWORK_BATCH, Limits, auto_network_batch, decode_memory, network_kind)
-from .zoo import CodingModel, ModelError
+from .zoo import BBANSCodingModel, CodingModel, ModelError
 
+BBANS_KIND = "bbans-mlp"          # bitswap.zoo.BBANSCodingModel.kind
 DEFAULT_BATCH = 64
 DEFAULT_SEED = 0
 DEFAULT_PRECISION = 24
@@ -340,6 +341,8 @@ def model_container(images: list[SourceImage], coding: CodingModel, payload: byt
     write: every image model-coded, no fallback. The message is checked against the settings;
     that it decodes to the images is :func:`decompress`'s check (pixel checksums)."""
     images = [im if isinstance(im, SourceImage) else SourceImage(im) for im in images]
+    if getattr(coding, "kind", "") == BBANS_KIND and any(im.mode != coding.mode for im in images):
+        raise ImageError(f"{coding.name} codes mode-{coding.mode} images (28x28 digits{', binarized' * coding.binary})")
     entries = _entries(images, coding.channels)
     c = Container(_header(coding, entries, bitswap, precision, lanes, batch, seed), bytes(payload))
     c.message()            # lanes, seed and one stream, as the header says
@@ -359,6 +362,10 @@ def compress(images: list[SourceImage], coding: CodingModel, *, bitswap: bool = 
     from .coders import Coder
 
     t0 = time.perf_counter()
+    if getattr(coding, "kind", "") == BBANS_KIND:
+        raise ModelError(f"{coding.name} is a BB-ANS paper model: it codes 28x28 MNIST digits in the experiment "
+                         "scripts (mnist_compress.py --model NAME), which write its .bsw files; compress codes with "
+                         "a ResNet VAE")
     if not images:
         raise ImageError("no images to compress")
     images = [im if isinstance(im, SourceImage) else SourceImage(im) for im in images]
@@ -445,7 +452,7 @@ def _coding_model(c: Container, model, device) -> CodingModel:
     loaded by the name given (``model``: a shipped name or an exported file) or the file's
     own, for the file's bin setting; its digest must be the one the file records."""
     h = c.header
-    if isinstance(model, CodingModel):
+    if isinstance(model, (CodingModel, BBANSCodingModel)):
         coding = model
     else:
         name = model if isinstance(model, str) else (getattr(model, "name", None) or h.model_name)
@@ -568,12 +575,17 @@ def decompress(c: Container, model=None, *, device=None, limits: Limits | None =
     coded = c.model_coded
     units: list[list[np.ndarray]] = []
     if coded:
-        coder, _ = _decoder(c, model, device, limits, network_batch, bins, allow_new_bins)
+        coder, shaped = _decoder(c, model, device, limits, network_batch, bins, allow_new_bins)
+        if getattr(shaped, "kind", "") == BBANS_KIND and any(e.mode != shaped.mode for e in coded):
+            raise ContainerError(f"corrupt .bsw file (a {'binary' if shaped.binary else '8-bit'} BB-ANS model codes "
+                                 f"mode-{shaped.mode} images only)")
         msg = c.message()
         mch = h.model_channels
         total = sum(fmt.patch_count(e, mch) for e in coded)
         try:
             patches = decode_patches(coder, msg, total, h.batch, c.version, progress=progress)[0]
+            if getattr(shaped, "kind", "") == BBANS_KIND:
+                patches = shaped.to_planes(patches)
         except MessageExhausted:
             raise ContainerError("corrupt .bsw file (the ANS message ends before the images its header "
                                  "claims are decoded)") from None
