@@ -81,8 +81,6 @@ def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = 
     describes; ``on_stream(e, data, seed)`` receives experiment e's stream
     (:meth:`bitswap.ans.Message.to_bytes`) and its message seed.
     """
-    import time
-
     from tqdm import tqdm
 
     from .ans import Message

@@ -565,8 +565,6 @@ def decompress(c: Container, model=None, *, device=None, limits: Limits | None =
     ``network_batch`` patches at a time, whatever batch they were coded with (its integers do
     not depend on the grouping); None picks the largest that fits in ``limits``.
     ``bins``/``allow_new_bins`` concern float32-network files only (:mod:`bitswap.legacy`)."""
-    from tqdm import tqdm
-
     from .ans import MessageExhausted
 
     limits = limits or Limits()
