@@ -20,6 +20,7 @@ import torch
 
 from . import bbans, zoo
 from .coders import DEFAULT_LANES, Coder
+from .container import MAX_IMAGES
 from .data import DatasetMissingError, load_dataset
 from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
@@ -277,9 +278,13 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
             (", disjoint" if args.partition else "")
     scheme = "bitswap" if args.bitswap else "bbans"
     stream_dir = out / "streams" / stem
+    raw_why = ("a .bsw file names a BB-ANS model's shipped exact MLP at its default precisions only"
+               if coding is None else f"a .bsw file holds at most {MAX_IMAGES} images")
+    if indices.shape[1] > MAX_IMAGES:
+        coding = None
     if coding is not None:
         files = StreamFiles(stream_dir, coding, coder, images, indices)
-    else:       # a BB-ANS model's MLP built here, or other precisions: no coding model names them
+    else:       # a BB-ANS model's MLP built here, other precisions, or too many images for one file
         stream_dir.mkdir(parents=True, exist_ok=True)
 
         def files(e, data, seed):
@@ -307,8 +312,7 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
         print(f"  streams               {files.path(0)} ... ({len(files.sizes)} .bsw files, "
               f"{meta['stream_bytes_mean']:.0f} bytes each on average; {decode}; the first decoded and checked)")
     else:
-        print(f"  streams               {stream_dir}/exp*.ans (raw ANS messages: a .bsw file names a BB-ANS model's "
-              "shipped exact MLP at its default precisions only)")
+        print(f"  streams               {stream_dir}/exp*.ans (raw ANS messages: {raw_why})")
     return meta
 
 
