@@ -151,7 +151,9 @@ def _resnet_coding(name: str, model, dataset: str, args, quantbits: int, bundle:
         except (DatasetMissingError, FileNotFoundError):
             calibration = load_dataset(dataset, "test", args.data)[:512]
         network = export.build_network(model, calibration, name=name)
-    export.write_bundle(name, network, [export.build_bins(model, args.bins, quantbits, args.data)], bundle)
+    bins = export.build_bins(model, args.bins, quantbits, args.data)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    export.write_bundle(name, network, [bins], bundle)
     return (zoo.load_bundle(bundle, args.bins, quantbits, device=args.device),
             f"exported here to {bundle} ({key} bins are not shipped with {name})", bundle)
 

@@ -90,6 +90,20 @@ def test_weights_file_codes_with_its_exported_model(shared_data, tmp_path, capsy
     assert f"python -m bitswap.export {weights}" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
+def test_unshipped_bins_are_exported_beside_the_results(shared_data, tmp_path, monkeypatch, capsys):
+    """A shipped model with a bin setting it does not ship: its bins are made for the run and
+    written with its exact network to OUT/STEM.bswm, with which the streams decode."""
+    monkeypatch.setenv("BITSWAP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results"
+    meta, arrays = run_experiment(shared_data, out, "--nz", "2", "--bins", "uniform", "--quantbits", "8")
+    bundle = out / "mnist_nz2_bitswap.bswm"
+    assert f"--model {bundle}" in capsys.readouterr().out and meta["stream_model"] == str(bundle)
+    check_streams(meta, arrays, shared_data, out,
+                  lambda path, folder: bitswap_main(["decompress", str(path), "-o", str(folder), "-q",
+                                                     "--model", str(bundle)]) == 0 or pytest.fail("decompress"))
+
+
 def cli_decode(path: Path, folder: Path) -> None:
     assert bitswap_main(["decompress", str(path), "-o", str(folder), "-q"]) == 0
 
