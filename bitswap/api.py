@@ -96,8 +96,8 @@ def encode_sources(sources: Sequence[SourceImage], *, model: str | os.PathLike |
     check_device(device)
     limits = limits or lib.Limits()
     limits.check([s.size for s in sources], [s.name or f"image {k}" for k, s in enumerate(sources)])
-    if bins not in fmt.STRATEGY_CODES:
-        raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.STRATEGY_CODES))}, not {bins!r}")
+    if bins not in fmt.LATENT_BIN_STRATEGIES:
+        raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.LATENT_BIN_STRATEGIES))}, not {bins!r}")
     if not 1 <= quantbits <= 16:
         raise OptionError("quantbits", "must be in 1..16")
     name = str(model) if model is not None else lib.choose_model_name({s.channels for s in sources})

@@ -145,6 +145,7 @@ CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "as groups of planes",
 # 3, "prior" (version 4): the buckets equiprobable under the N(0, 1) prior of a BB-ANS paper
 # model (bitswap.zoo.BBANSCodingModel), whose images are whole 28x28 grey digits, no patches.
 STRATEGY_CODES = {"quantile": 0, "uniform": 1, "adaptive": 2, "prior": 3}
+LATENT_BIN_STRATEGIES = ("quantile", "uniform", "adaptive")     # the ResNet VAEs' latent bins
 DIGIT = 28              # the side of the images a "prior" (BB-ANS) coding model codes
 STRATEGY_NAMES = {v: k for k, v in STRATEGY_CODES.items()}
 
