@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default="data", help="dataset root: the images are DATA/kodak")
     ap.add_argument("--folder", default=None, help="compress the images of this folder instead")
     ap.add_argument("--nz", type=int, default=4, help="latent layers (selects imagenetcrop-nzNZ if shipped)")
-    ap.add_argument("--model", default=None, help="shipped model name or weights file (default: the best "
+    ap.add_argument("--model", default=None, help="shipped model name or exported model file .bswm (float "
+                                                  "weights X.pt: the X.bswm beside them; default: the best "
                                                   "shipped model for the images, as the CLI picks)")
     ap.add_argument("--bitswap", type=int, choices=(0, 1), default=1, help="1: Bit-Swap, 0: BB-ANS")
     ap.add_argument("--quantbits", type=int, default=DEFAULT_QUANTBITS, help="bits per latent bin index")
@@ -73,11 +74,11 @@ def run(args) -> dict:
                "subpixels": int(src.subpixels)}
         line = f"{path.name:14s} {src.size[0]}x{src.size[1]} {src.mode:4s}"
         if not args.baselines_only:
-            if coding is None:              # once, not per image
+            if coding is None:
                 name = name or lib.choose_model_name({src.channels})
-                coding = lib.load_coding(name, args.bins, args.quantbits, args.device)
-                print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit bins; "
-                      f"{len(paths)} images from {folder}", flush=True)
+                coding = lib.load_coding(name, args.bins, args.quantbits, args.device)   # once, not per image
+                print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit {args.bins} "
+                      f"bins; {len(paths)} images from {folder}", flush=True)
             res = lib.compress([src], coding, bitswap=bool(args.bitswap), lanes=args.lanes, batch=args.batch,
                                seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
                                fallback=False)      # this script measures the model

@@ -98,8 +98,8 @@ def encode_sources(sources: Sequence[SourceImage], *, model: str | os.PathLike |
     check_device(device)
     limits = limits or lib.Limits()
     limits.check([s.size for s in sources], [s.name or f"image {k}" for k, s in enumerate(sources)])
-    if bins not in fmt.STRATEGY_CODES:
-        raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.STRATEGY_CODES))}, not {bins!r}")
+    if bins not in fmt.LATENT_BIN_STRATEGIES:
+        raise OptionError("bins", f"must be one of {', '.join(sorted(fmt.LATENT_BIN_STRATEGIES))}, not {bins!r}")
     if not 1 <= quantbits <= 16:
         raise OptionError("quantbits", "must be in 1..16")
     name = str(model) if model is not None else lib.choose_model_name({s.channels for s in sources})
@@ -159,8 +159,8 @@ def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | No
     ``bitswap decompress`` writes to PNG files and the Pillow plugin hands to Pillow).
     ``what`` names the data in messages (the command line gives the file's path);
     ``allow_new_bins`` lets a file of the retired float32 network (versions 1-3) compute latent
-    bins that are not cached (:mod:`bitswap.legacy`); ``network_batch`` None: the largest that
-    fits in ``limits`` (what the command line does without ``--network-batch``)."""
+    bins that are not cached (:mod:`bitswap.legacy`). ``network_batch`` None: the largest that
+    fits in ``limits`` (what ``bitswap decompress`` does without ``--network-batch``)."""
     c = _container(data)
     check_device(device)
     if network_batch is not None and not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:

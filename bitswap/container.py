@@ -69,7 +69,8 @@ digest and codes translucent alpha::
                          network, the integer latent bins and the model kind, hashed together)
                     u8   model input channels (1 or 3)
                     u8   nz (1..64)
-                    u8   bins strategy (0 quantile, 1 uniform, 2 adaptive)
+                    u8   bins strategy (0 quantile, 1 uniform, 2 adaptive; 3 prior: a BB-ANS paper
+                         model, see below)
                     u8   quantbits (1..16)
                          (these four locate and check the coding model the digest names)
                     u8   flags: bit 0 = Bit-Swap (else BB-ANS); other bits must be 0
@@ -90,6 +91,12 @@ digest and codes translucent alpha::
 
 - the pixel checksum (:func:`pixel_checksum_v4`) covers the image's name too, so a changed name
   is a corrupt file even with the file's CRC recomputed.
+- bins strategy 3 (``prior``) names a BB-ANS paper model (:class:`bitswap.zoo.BBANSCodingModel`,
+  digest over its exact MLP and precisions): nz 1, 1 channel, quantbits its latent bits; each
+  model-coded image is a whole 28x28 digit coded as one unit, no patches (one image per batch
+  of the coding order, as for 32x32 images), mode ``1`` (pixels 0/255, coded as 0/1) for a
+  binary model, ``L`` for an 8-bit one. Readers without it refuse such a file ("unknown bins
+  strategy code 3"); nothing else in version 4 changes.
 
 Nothing may follow the final CRC. A file decodes only with the coding model (versions 1-3:
 the model weights or exact network, and the latent bins) its header names by digest: the
@@ -135,7 +142,11 @@ CODING_DIRECT, CODING_PLANES, CODING_REPLICATE = 0, 1, 2
 # The coding values' names (bitswap.images.coding_description says what was done to an image).
 CODINGS = {CODING_DIRECT: "direct", CODING_PLANES: "as groups of planes",
            CODING_REPLICATE: "grey planes replicated to RGB"}
-STRATEGY_CODES = {"quantile": 0, "uniform": 1, "adaptive": 2}
+# 3, "prior" (version 4): the buckets equiprobable under the N(0, 1) prior of a BB-ANS paper
+# model (bitswap.zoo.BBANSCodingModel), whose images are whole 28x28 grey digits, no patches.
+STRATEGY_CODES = {"quantile": 0, "uniform": 1, "adaptive": 2, "prior": 3}
+LATENT_BIN_STRATEGIES = ("quantile", "uniform", "adaptive")     # the ResNet VAEs' latent bins
+DIGIT = 28              # the side of the images a "prior" (BB-ANS) coding model codes
 STRATEGY_NAMES = {v: k for k, v in STRATEGY_CODES.items()}
 
 # Hard limits of the format (the library applies tighter, configurable memory limits).
@@ -492,6 +503,13 @@ def _validate_header(h: Header, version: int = VERSION) -> None:
         problem = _image_problem(k, im, h.model_channels, version, names)
         need(problem is None, problem)
         names.add(im.name)
+    if h.strategy == "prior":
+        need(version >= 4 and h.nz == 1 and h.model_channels == 1, "prior buckets (BB-ANS) with a 1-layer "
+             "grey model only, version 4 on")
+        for k, im in enumerate(h.images):
+            need(im.method != METHOD_MODEL or (im.mode in ("1", "L") and (im.width, im.height) == (DIGIT, DIGIT)),
+                 f"image {k}: a BB-ANS model codes {DIGIT}x{DIGIT} grey or binary digits only")
+            need(im.alpha != METHOD_MODEL, f"image {k}: a BB-ANS model codes no alpha plane")
 
 
 def _image_problem(k: int, im: ImageEntry, m: int, version: int, names: set) -> str | None:

@@ -2,8 +2,9 @@
 ``imagenet_compress.py``: the Bit-Swap paper's compression protocol on a test set.
 
 Experiments of ``--ndatapoints`` test images drawn without replacement (seed
-``--seed``); each is an independent stream that is compressed, written to a file,
-decoded from that file and checked image by image. Prints the summary and saves the
+``--seed``); each is an independent stream that is compressed, decoded from its bytes and
+checked image by image, and written as a version 4 .bsw file (``OUT/streams/STEM/exp0000.bsw``
+...) that ``python -m bitswap decompress`` decodes on any machine to the images coded. Prints the summary and saves the
 per-image figures (:mod:`bitswap.results`) for ``cma.py`` and ``stackplot.py``.
 """
 
@@ -19,6 +20,7 @@ import torch
 
 from . import bbans, zoo
 from .coders import DEFAULT_LANES, Coder
+from .container import MAX_IMAGES
 from .data import DatasetMissingError, load_dataset
 from .discretization import DEFAULT_QUANTBITS, DEFAULT_STRATEGY, STRATEGIES
 from .experiments import (DEFAULT_EXPERIMENTS, DEFAULT_NDATAPOINTS, DEFAULT_SEED,
@@ -60,9 +62,11 @@ def build_parser(dataset: str, default_nz: int) -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=100, help="experiments coded side by side")
     ap.add_argument("--lanes", type=int, default=DEFAULT_LANES, help="rANS lanes per stream")
     ap.add_argument("--data", default="data", help="dataset root directory")
-    ap.add_argument("--model", default=None, help="shipped model name or weights file "
-                                                  "(default: DATASET-nzNZ; bbans-raw, bbans-binary, "
-                                                  "bbans-binary-round: the BB-ANS paper's VAEs)")
+    ap.add_argument("--model", default=None, help="shipped model name or float weights file X.pt, which codes "
+                                                  "with its exported model X.bswm beside it (python -m "
+                                                  "bitswap.export X.pt makes it) (default: DATASET-nzNZ; "
+                                                  "bbans-raw, bbans-binary, bbans-binary-round: the BB-ANS "
+                                                  "paper's VAEs)")
     ap.add_argument("--out", default="results", help="where results and streams are written")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--device", default="cpu")
@@ -120,16 +124,25 @@ def _exact_network(model, args, images: np.ndarray):
     return exact, f"built here, calibrated on {source}"
 
 
-def _resnet_coding(name: str, model, dataset: str, args, quantbits: int):
+def _resnet_coding(name: str, model, dataset: str, args, quantbits: int, bundle: Path):
     """The coding model a ResNet VAE codes the experiments with (exact network and integer
-    bins: :class:`bitswap.zoo.CodingModel`) and where it came from: shipped, or (a bin setting
-    or weights file that ships none) exported here from the float weights for this run."""
+    bins: :class:`bitswap.zoo.CodingModel`), where it came from, and the exported model file
+    that decodes the streams when the shipped models do not (else None).
+
+    A shipped model with the bin setting asked for codes with what is shipped. A weights file
+    ``X.pt`` codes with its exported model ``X.bswm`` (:func:`bitswap.zoo.load_coding`: refused,
+    with the command that exports it, when there is none). A shipped model without the bin
+    setting gets its bins made here and written with its exact network to ``bundle``."""
     from . import export
     from .intbins import setting
-    entry = zoo.manifest().get(name, {})
+    entry = zoo.manifest().get(name)
     key = setting(args.bins, quantbits)
+    if entry is None:
+        coding = zoo.load_coding(args.model, args.bins, quantbits, device=args.device)
+        return coding, f"exported model {Path(args.model).with_suffix(zoo.BUNDLE_SUFFIX)}", \
+            Path(args.model).with_suffix(zoo.BUNDLE_SUFFIX)
     if "exact" in entry and key in entry.get("bins", {}):
-        return zoo.load_coding(name, args.bins, quantbits, device=args.device), f"shipped ({key} bins)"
+        return zoo.load_coding(name, args.bins, quantbits, device=args.device), f"shipped ({key} bins)", None
     if "exact" in entry:
         network = zoo.exact_network(name, device=args.device)
     else:
@@ -137,10 +150,12 @@ def _resnet_coding(name: str, model, dataset: str, args, quantbits: int):
             calibration = export.calibration_images(dataset, args.data)
         except (DatasetMissingError, FileNotFoundError):
             calibration = load_dataset(dataset, "test", args.data)[:512]
-        network = export.build_network(model, calibration, name=name).to(args.device)
+        network = export.build_network(model, calibration, name=name)
     bins = export.build_bins(model, args.bins, quantbits, args.data)
-    return zoo.CodingModel(name, network, bins), (f"exported here for this run ({key} bins are not shipped "
-                                                  f"with {name}; python -m bitswap.export makes them)")
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    export.write_bundle(name, network, [bins], bundle)
+    return (zoo.load_bundle(bundle, args.bins, quantbits, device=args.device),
+            f"exported here to {bundle} ({key} bins are not shipped with {name})", bundle)
 
 
 def _bbans_setup(dataset: str, args, model, images: np.ndarray):
@@ -162,11 +177,74 @@ def _bbans_setup(dataset: str, args, model, images: np.ndarray):
         f"_{tag}{value}" for tag, value, key in
         (("k", coding.latent_bits, "latent_bits"), ("q", coding.posterior_precision, "posterior_precision"),
          ("l", coding.likelihood_precision, "likelihood_precision")) if value != default[key])
+    # what names the streams in .bsw files: the shipped exact MLP at its default precisions
+    file_coding = zoo.BBANSCodingModel(model.name, exact)
+    if not exact_from.startswith("shipped") or (file_coding.posterior_precision, file_coding.likelihood_precision) \
+            != (coding.posterior_precision, coding.likelihood_precision):
+        file_coding = None
     info = dict(binarize=how, latent_bits=coding.latent_bits,
                 posterior_precision=coding.posterior_precision,
                 likelihood_precision=coding.likelihood_precision,
                 inference="exact integer network", exact_network=exact_from, exact_digest=exact.digest())
-    return coding, images, stem, info
+    return coding, images, stem, info, file_coding
+
+
+def _stream_names(indices: np.ndarray) -> list[str]:
+    """The names of an experiment's images in its .bsw file (what decompress calls them): the
+    test-set index, prefixed by the position when an index repeats (``--stream-copies``)."""
+    names = [f"test{i:05d}" for i in indices]
+    if len(set(names)) < len(names):
+        width = len(str(len(names) - 1))
+        names = [f"{k:0{width}d}-{n}" for k, n in enumerate(names)]
+    return names
+
+
+class StreamFiles:
+    """Writes each experiment's stream as a version 4 .bsw file (``{folder}/exp{e:04d}.bsw``:
+    its images, named by :func:`_stream_names`, coded one per batch, model-only), which
+    ``bitswap decompress`` decodes to the images the experiment coded; the first one is
+    decoded back here through :func:`bitswap.images.decompress` and compared."""
+
+    def __init__(self, folder: Path, coding, coder, images: np.ndarray, indices: np.ndarray):
+        self.folder, self.coding, self.coder, self.images, self.indices = folder, coding, coder, images, indices
+        self.sizes: dict[int, int] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("exp*.bsw"):      # a previous run's files that this run does not write
+            if not old.name[3:7].isdigit() or int(old.name[3:7]) >= len(indices):
+                old.unlink()
+
+    @property
+    def mode(self) -> str:
+        """The images' mode: ``1`` for a binary BB-ANS model's 0/1 digits, else from the planes."""
+        return getattr(self.coding, "mode", "")
+
+    def planes(self, i: int) -> np.ndarray:
+        """Test image i as the file holds it (a binary digit's 0/1 as 0/255)."""
+        to_planes = getattr(self.coding, "to_planes", None)
+        return self.images[i] if to_planes is None else to_planes(self.images[i])
+
+    def path(self, e: int) -> Path:
+        return self.folder / f"exp{e:04d}.bsw"
+
+    def __call__(self, e: int, stream: bytes, seed: int) -> None:
+        from .experiments import STREAM_BATCH
+        from .images import SourceImage, model_container
+        srcs = [SourceImage(self.planes(i), self.mode, name=n)
+                for i, n in zip(self.indices[e], _stream_names(self.indices[e]))]
+        c = model_container(srcs, self.coding, stream, bitswap=self.coder.bitswap, precision=self.coder.precision,
+                            lanes=self.coder.lanes, batch=STREAM_BATCH, seed=seed)
+        data = c.to_bytes()
+        atomic_write_bytes(self.path(e), data)
+        self.sizes[e] = len(data)
+
+    def verify_first(self) -> None:
+        """Decode experiment 0's file as ``bitswap decompress`` does and compare the pixels."""
+        from .container import Container
+        from .images import decompress
+        decoded = decompress(Container.from_bytes(self.path(0).read_bytes()), self.coding)
+        for (entry, px), i in zip(decoded, self.indices[0]):
+            if not np.array_equal(px, self.planes(i)):
+                raise RuntimeError(f"{self.path(0)}: {entry.name} decodes to other pixels than the experiment coded")
 
 
 def run(dataset: str, args: argparse.Namespace) -> dict:
@@ -177,14 +255,18 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
     if model.nz != args.nz and args.model is None:
         raise zoo.ModelError(f"{name} has nz={model.nz}")
     images = load_dataset(dataset, "test", args.data)
+    out = Path(args.out)
+    coding = bundle = None
     if is_bbans:
-        coding, images, stem, extra = _bbans_setup(dataset, args, model, images)
-        coder = Coder(coding, bitswap=bool(args.bitswap), lanes=args.lanes)
+        coding_protocol, images, stem, extra, coding = _bbans_setup(dataset, args, model, images)
+        coder = Coder(coding_protocol, bitswap=bool(args.bitswap), lanes=args.lanes)
+        if coding is not None:
+            extra["coding_digest"] = coding.digest
     else:
         quantbits = DEFAULT_QUANTBITS if args.quantbits is None else args.quantbits
-        coding, coding_from = _resnet_coding(name, model, dataset, args, quantbits)
-        coder = Coder(coding.protocol(), bitswap=bool(args.bitswap), lanes=args.lanes)
         stem = result_name(dataset, model.nz, bool(args.bitswap))[:-4]
+        coding, coding_from, bundle = _resnet_coding(name, model, dataset, args, quantbits, out / f"{stem}.bswm")
+        coder = Coder(coding.protocol(), bitswap=bool(args.bitswap), lanes=args.lanes)
         extra = dict(bins=args.bins, quantbits=quantbits, inference="exact integer network",
                      exact_network=coding_from, coding_digest=coding.digest)
     if args.stream_copies:
@@ -197,11 +279,26 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
         batch, what = args.batch, f"{args.experiments} experiments x {args.ndatapoints} images" + \
             (", disjoint" if args.partition else "")
     scheme = "bitswap" if args.bitswap else "bbans"
-    out = Path(args.out)
+    stream_dir = out / "streams" / stem
+    raw_why = ("a .bsw file names a BB-ANS model's shipped exact MLP at its default precisions only"
+               if coding is None else f"a .bsw file holds at most {MAX_IMAGES} images")
+    if indices.shape[1] > MAX_IMAGES:
+        coding = None
+    if coding is not None:
+        files = StreamFiles(stream_dir, coding, coder, images, indices)
+    else:       # a BB-ANS model's MLP built here, other precisions, or too many images for one file
+        stream_dir.mkdir(parents=True, exist_ok=True)
+
+        def files(e, data, seed):
+            atomic_write_bytes(stream_dir / f"exp{e:04d}.ans", data)
     meta, arrays = run_experiments(coder, images, indices, seed=args.seed, batch=batch,
-                                   elbo=_elbo_fn(model, device, args.seed),
-                                   stream_dir=out / "streams" / stem, progress=not args.quiet)
+                                   elbo=_elbo_fn(model, device, args.seed), on_stream=files,
+                                   progress=not args.quiet)
     meta.update(dataset=dataset, model=name, scheme=scheme, device=str(device), **extra)
+    if coding is not None:
+        files.verify_first()
+        meta.update(streams=str(stream_dir), stream_format="bsw 4", stream_bytes_mean=float(np.mean(
+            list(files.sizes.values()))), stream_model=str(bundle) if bundle else name)
     summary = summarize(meta, arrays)
     meta["summary"] = summary
     path = save_results(out / f"{stem}.npz", meta, **arrays)
@@ -212,6 +309,12 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
                   f"{', 28x28 pixels' if coder.x_dims == 784 else ''})", summary, unit=unit)
     print(f"  inference             exact integer network ({extra['exact_network']})")
     print(f"  results               {path}")
+    if coding is not None:
+        decode = "python -m bitswap decompress FILE -o DIR" + (f" --model {bundle}" if bundle else "")
+        print(f"  streams               {files.path(0)} ... ({len(files.sizes)} .bsw files, "
+              f"{meta['stream_bytes_mean']:.0f} bytes each on average; {decode}; the first decoded and checked)")
+    else:
+        print(f"  streams               {stream_dir}/exp*.ans (raw ANS messages: {raw_why})")
     return meta
 
 

@@ -61,24 +61,30 @@ def stream_indices(n_available: int, copies: int, seed: int = DEFAULT_SEED) -> n
 # ---------------------------------------------------------------------------------------
 # The protocol: compress each experiment's stream, decode it, check it, and account.
 
+# Patches per batch of an experiment's stream: one image at a time, the paper's protocol (the
+# experiments' ``batch`` puts independent streams side by side instead). A stream is then a
+# version 4 file's message with this batch (bitswap.images.model_container).
+STREAM_BATCH = 1
+
+
 def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = DEFAULT_SEED,
-                    batch: int = 100, elbo=None, stream_dir=None, progress: bool = True):
+                    batch: int = 100, elbo=None, on_stream=None, progress: bool = True):
     """Compress, decode and check every experiment; return ``(meta, arrays)``.
 
     ``images`` (N, C, H, W) uint8; ``indices`` (E, K) from :func:`experiment_indices`.
-    Experiments are independent streams (own initial bits, own message); ``batch`` of
-    them are coded side by side, image k of each in one network batch. ``elbo`` maps a
-    uint8 batch to its -ELBO in bits/dim (the model's, same images). The arrays are the
-    ones :mod:`bitswap.results` describes; ``stream_dir`` receives each experiment's
-    compressed stream as ``exp{e:04d}.ans``.
+    Experiments are independent streams (own initial bits, own message, seed stream e of
+    ``seed`` + the first experiment of its group); ``batch`` of them are coded side by side,
+    image k of each in one network batch, by the coding routine of files
+    (:func:`bitswap.images.encode_patches` with :data:`STREAM_BATCH`), so each stream is the
+    message of a .bsw file of its K images. ``elbo`` maps a uint8 batch to its -ELBO in
+    bits/dim (the model's, same images). The arrays are the ones :mod:`bitswap.results`
+    describes; ``on_stream(e, data, seed)`` receives experiment e's stream
+    (:meth:`bitswap.ans.Message.to_bytes`) and its message seed.
     """
-    import time
-    from pathlib import Path
-
     from tqdm import tqdm
 
     from .ans import Message
-    from .fileio import atomic_write_bytes
+    from .images import decode_patches, encode_patches
 
     E, K = indices.shape
     dims = coder.x_dims
@@ -88,42 +94,43 @@ def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = 
         "initial_bits": np.zeros((E, K)), "layer_bits": np.zeros((E, K, nz + 1)),
         "indices": indices.astype(np.int64),
     }
-    t_enc = t_dec = t_net_enc = t_net_dec = 0.0
+    t = {"enc": 0.0, "dec": 0.0, "net_enc": 0.0, "net_dec": 0.0}
     bar = tqdm(total=2 * E * K, desc="compress+decompress", unit="img", disable=not progress,
                leave=False)
     for a in range(0, E, batch):
         rows = slice(a, min(E, a + batch))
         G = rows.stop - rows.start
+        x_all = images[indices[rows]]                       # (G, K, C, H, W)
         msg = coder.new_message(streams=G, seed=seed + a)
-        for k in range(K):
-            x = images[indices[rows, k]]
-            stats = coder.encode(msg, x)
-            t_enc += stats.seconds_total
-            t_net_enc += stats.seconds_network
+
+        def encoded(sl, stats):
+            k = sl.start
+            t["enc"] += stats.seconds_total
+            t["net_enc"] += stats.seconds_network
             out["layer_bits"][rows, k] = stats.layer_bits / dims
             out["total"][rows, k] = msg.stream_bits() / ((k + 1) * dims)
             out["initial_bits"][rows, k] = msg.stream_initial_bits()
             if elbo is not None:
-                out["elbo"][rows, k] = elbo(x)
+                out["elbo"][rows, k] = elbo(x_all[:, k])
             bar.update(G)
+        encode_patches(coder, msg, x_all, STREAM_BATCH, encoded)
         streams = [m.to_bytes() for m in msg.split()]
-        if stream_dir is not None:
-            Path(stream_dir).mkdir(parents=True, exist_ok=True)
+        if on_stream is not None:
             for g, data in enumerate(streams):
-                atomic_write_bytes(Path(stream_dir) / f"exp{a + g:04d}.ans", data)
+                on_stream(a + g, data, seed + a)
         # Decode from the bytes alone, last image first, and compare.
         dec = Message.stack([Message.from_bytes(d) for d in streams])
         initial = dec.initial_words.copy()
-        for k in range(K - 1, -1, -1):
-            t = time.perf_counter()
-            x, stats = coder.decode(dec, G)
-            t_dec += time.perf_counter() - t
-            t_net_dec += stats.seconds_network
-            if not np.array_equal(x, images[indices[rows, k]]):
-                bad = int(np.flatnonzero((x != images[indices[rows, k]]).reshape(G, -1).any(1))[0])
-                raise RuntimeError(f"experiment {a + bad}, image {k}: decoded image differs "
-                                   "from the original (the coder is not lossless here)")
+
+        def decoded(sl, stats):
+            t["dec"] += stats.seconds_total
+            t["net_dec"] += stats.seconds_network
             bar.update(G)
+        x = decode_patches(coder, dec, K, STREAM_BATCH, each=decoded)
+        if not np.array_equal(x, x_all):
+            g, k = np.argwhere((x != x_all).reshape(G, K, -1).any(2))[0]
+            raise RuntimeError(f"experiment {a + g}, image {k}: decoded image differs "
+                               "from the original (the coder is not lossless here)")
         if not np.array_equal(dec.initial_words, initial):
             raise RuntimeError("decoding consumed initial bits: the stream is inconsistent")
         dec.check_initial()
@@ -135,8 +142,8 @@ def run_experiments(coder, images: np.ndarray, indices: np.ndarray, seed: int = 
         "bitswap": coder.bitswap, "lanes": coder.lanes, "precision": coder.precision,
         "quantbits": getattr(getattr(coder.model, "bins", None), "quantbits", None),
         "bins": getattr(getattr(coder.model, "bins", None), "strategy", None),
-        "encode_images_per_s": n_img / t_enc, "decode_images_per_s": n_img / t_dec,
-        "encode_network_fraction": t_net_enc / t_enc, "decode_network_fraction": t_net_dec / t_dec,
+        "encode_images_per_s": n_img / t["enc"], "decode_images_per_s": n_img / t["dec"],
+        "encode_network_fraction": t["net_enc"] / t["enc"], "decode_network_fraction": t["net_dec"] / t["dec"],
         "lossless": True,
     }
     return meta, out

@@ -271,15 +271,21 @@ def export_bundle(model, name: str, images: np.ndarray, data_root, path, setting
     """Export float weights into one file that codes (``.bswm``, :func:`bitswap.zoo.load_bundle`):
     the exact network (calibrated on ``images``) and integer latent bins for each bin setting,
     ``torch.load(weights_only=True)``-loadable. Returns what it holds (digests, settings)."""
-    from .intbins import setting
     net = build_network(model, images, spec, name=name)
-    bins = {setting(s, q): build_bins(model, s, q, data_root) for s, q in settings}
-    payload = {"format": "bitswap-coding", "version": 1, "name": name, "network": net.payload,
+    return write_bundle(name, net, [build_bins(model, s, q, data_root) for s, q in settings], path)
+
+
+def write_bundle(name: str, network: ExactNetwork, bins: list, path) -> dict:
+    """Write an exported model file (``.bswm``): an exact network and integer latent bins of
+    one or more bin settings. Returns what it holds (digests, settings)."""
+    from .intbins import setting
+    bins = {setting(b.strategy, b.quantbits): b for b in bins}
+    payload = {"format": "bitswap-coding", "version": 1, "name": name, "network": network.payload,
                "bins": {k: torch.frombuffer(bytearray(b.to_bytes()), dtype=torch.uint8) for k, b in bins.items()}}
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
-    return {"file": str(path), "network": net.digest(), "bins": {k: b.digest for k, b in bins.items()}}
+    return {"file": str(path), "network": network.digest(), "bins": {k: b.digest for k, b in bins.items()}}
 
 
 def save_network(net: ExactNetwork, path) -> str:

@@ -55,8 +55,9 @@ from .errors import ChecksumError, LimitError, OptionError
 from .imageio import ImageError, SourceImage, _to_source, file_samples, restore_image, save_png  # noqa: F401
 from .limits import (DEFAULT_MAX_MEGAPIXELS, DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_TOTAL_MEGAPIXELS,  # noqa: F401
                      MAX_NETWORK_BATCH, Limits, auto_network_batch, decode_memory, network_kind)
-from .zoo import CodingModel, ModelError
+from .zoo import BBANSCodingModel, CodingModel, ModelError
 
+BBANS_KIND = "bbans-mlp"          # bitswap.zoo.BBANSCodingModel.kind
 DEFAULT_BATCH = 64
 DEFAULT_SEED = 0
 DEFAULT_PRECISION = 24
@@ -270,20 +271,59 @@ def _check_settings(batch, precision, seed, lanes) -> None:
         raise OptionError("lanes", f"must be in 1..{fmt.MAX_LANES}")
 
 
+def encode_patches(coder, msg, patches: np.ndarray, batch: int, each=None, progress: bool = False) -> None:
+    """Encode ``patches`` onto ``msg`` in the coding order of a file: the batches of
+    :func:`bitswap.container.coding_batches` for ``batch`` patches per network call. The one
+    routine that codes, for files and experiments alike.
+
+    ``patches``: (P, *x_shape) for a single-stream message; or (S, P, *x_shape) for a message
+    of S streams: stream s's P patches go onto stream s, the same batch of every stream in one
+    network call, so each stream is the message of a file of its own P patches (the experiments
+    code their independent streams side by side so). ``each(sl, stats)`` is called after each
+    batch (``sl``: its slice of the P patches; ``stats``: :class:`bitswap.coders.BatchStats`)."""
+    from tqdm import tqdm
+
+    streams = patches if patches.ndim == len(coder.x_shape) + 2 else patches[None]
+    S, P = streams.shape[:2]
+    with tqdm(total=S * P, unit="patch", desc="compress", disable=not progress, leave=False) as bar:
+        for sl in fmt.coding_batches(P, batch):
+            stats = coder.encode(msg, streams[:, sl].reshape((-1,) + streams.shape[2:]))
+            if each is not None:
+                each(sl, stats)
+            bar.update(S * (sl.stop - sl.start))
+
+
+def decode_patches(coder, msg, count: int, batch: int, version: int = fmt.VERSION, each=None,
+                   progress: bool = False) -> np.ndarray:
+    """The mirror of :func:`encode_patches`: the ``count`` patches of every stream of ``msg``,
+    (S, count, *x_shape) uint8, decoded batch by batch in reverse coding order (``version``:
+    the file format's, whose ramp the order follows). ``each(sl, stats)`` after each batch."""
+    from tqdm import tqdm
+
+    S = msg.streams
+    out = np.empty((S, count) + tuple(coder.x_shape), dtype=np.uint8)
+    with tqdm(total=S * count, unit="patch", desc="decompress", disable=not progress, leave=False) as bar:
+        for sl in reversed(fmt.coding_batches(count, batch, version)):
+            x, stats = coder.decode(msg, S * (sl.stop - sl.start))
+            out[:, sl] = x.reshape((S, sl.stop - sl.start) + x.shape[1:])
+            if each is not None:
+                each(sl, stats)
+            bar.update(S * (sl.stop - sl.start))
+    return out
+
+
 def _model_pass(coder, seed: int, patches: np.ndarray, owner: np.ndarray, count: int, batch: int,
                 progress: bool):
     """Encode ``patches`` on a new message: (message, bits each image's patches added).
     A batch's growth of the message is shared among its patches' images."""
-    from tqdm import tqdm
-
     msg = coder.new_message(streams=1, seed=seed)
     bits = np.zeros(count)
-    with tqdm(total=len(patches), unit="patch", desc="compress", disable=not progress, leave=False) as bar:
-        for sl in fmt.coding_batches(len(patches), batch):
-            before = msg.num_bits()
-            coder.encode(msg, patches[sl])
-            bits += np.bincount(owner[sl], minlength=count) * ((msg.num_bits() - before) / (sl.stop - sl.start))
-            bar.update(sl.stop - sl.start)
+    before = [msg.num_bits()]
+
+    def account(sl, stats):
+        bits[:] += np.bincount(owner[sl], minlength=count) * ((msg.num_bits() - before[0]) / (sl.stop - sl.start))
+        before[0] = msg.num_bits()
+    encode_patches(coder, msg, patches, batch, account, progress)
     return msg, bits
 
 
@@ -305,6 +345,32 @@ def _entries(images: list[SourceImage], mch: int) -> list[ImageEntry]:
     return entries
 
 
+def _header(coding: CodingModel, entries: list[ImageEntry], bitswap: bool, precision: int, lanes: int,
+            batch: int, seed: int) -> Header:
+    """The version 4 header of a file coded with ``coding`` (checked)."""
+    header = Header(coding.name, bytes.fromhex(coding.digest), bytes(32), bool(bitswap), coding.nz,
+                    coding.quantbits, coding.strategy, precision, coding.channels, lanes, batch, seed, entries)
+    fmt._validate_header(header)
+    return header
+
+
+def model_container(images: list[SourceImage], coding: CodingModel, payload: bytes, *, bitswap: bool,
+                    precision: int, lanes: int, batch: int, seed: int) -> Container:
+    """The version 4 file of a message already coded: ``images`` (each one patch-sized unit
+    per patch, as :func:`compress` tiles them) coded by ``coding`` in the file's coding order
+    (:func:`encode_patches` with ``batch``) onto the single-stream message ``payload``
+    (:meth:`bitswap.ans.Message.to_bytes`) with these settings. What the experiment scripts
+    write: every image model-coded, no fallback. The message is checked against the settings;
+    that it decodes to the images is :func:`decompress`'s check (pixel checksums)."""
+    images = [im if isinstance(im, SourceImage) else SourceImage(im) for im in images]
+    if getattr(coding, "kind", "") == BBANS_KIND and any(im.mode != coding.mode for im in images):
+        raise ImageError(f"{coding.name} codes mode-{coding.mode} images (28x28 digits{', binarized' * coding.binary})")
+    entries = _entries(images, coding.channels)
+    c = Container(_header(coding, entries, bitswap, precision, lanes, batch, seed), bytes(payload))
+    c.message()            # lanes, seed and one stream, as the header says
+    return c
+
+
 def compress(images: list[SourceImage], coding: CodingModel, *, bitswap: bool = True,
              precision: int = DEFAULT_PRECISION, lanes: int | None = None, batch: int = DEFAULT_BATCH,
              seed: int = DEFAULT_SEED, limits: Limits | None = None, progress: bool = False,
@@ -318,6 +384,10 @@ def compress(images: list[SourceImage], coding: CodingModel, *, bitswap: bool = 
     from .coders import Coder
 
     t0 = time.perf_counter()
+    if getattr(coding, "kind", "") == BBANS_KIND:
+        raise ModelError(f"{coding.name} is a BB-ANS paper model: it codes 28x28 MNIST digits in the experiment "
+                         "scripts (mnist_compress.py --model NAME), which write its .bsw files; compress codes with "
+                         "a ResNet VAE")
     if not images:
         raise ImageError("no images to compress")
     images = [im if isinstance(im, SourceImage) else SourceImage(im) for im in images]
@@ -345,9 +415,7 @@ def compress(images: list[SourceImage], coding: CodingModel, *, bitswap: bool = 
         units = (_units(im.colour().pixels, entries[k].coding, mch) if part == "image" else
                  _alpha_units(im.alpha, mch))
         tiles[(k, part)] = np.concatenate([tile_image(u, PATCH) for u in units])
-    header = Header(coding.name, bytes.fromhex(coding.digest), bytes(32), bool(bitswap), coding.nz,
-                    coding.quantbits, coding.strategy, precision, mch, lanes, batch, seed, entries)
-    fmt._validate_header(header)
+    header = _header(coding, entries, bitswap, precision, lanes, batch, seed)
 
     def check_decodable_here(cont: Container, with_model: bool = True) -> None:
         """Whatever compress writes, decompress decodes under the same limits (its network one
@@ -427,7 +495,7 @@ def _coding_model(c: Container, model, device) -> CodingModel:
     loaded by the name given (``model``: a shipped name or an exported file) or the file's
     own, for the file's bin setting; its digest must be the one the file records."""
     h = c.header
-    if isinstance(model, CodingModel):
+    if isinstance(model, (CodingModel, BBANSCodingModel)):
         coding = model
     else:
         name = model if isinstance(model, str) else (getattr(model, "name", None) or h.model_name)
@@ -540,8 +608,6 @@ def decompress(c: Container, model=None, *, device=None, limits: Limits | None =
     ``network_batch`` patches at a time, whatever batch they were coded with (its integers do
     not depend on the grouping); None picks the largest that fits in ``limits``.
     ``bins``/``allow_new_bins`` concern float32-network files only (:mod:`bitswap.legacy`)."""
-    from tqdm import tqdm
-
     from .ans import MessageExhausted
 
     limits = limits or Limits()
@@ -551,15 +617,16 @@ def decompress(c: Container, model=None, *, device=None, limits: Limits | None =
     units: list[list[np.ndarray]] = []
     if coded:
         coder, shaped = _decoder(c, model, device, limits, network_batch, bins, allow_new_bins)
+        if getattr(shaped, "kind", "") == BBANS_KIND and any(e.mode != shaped.mode for e in coded):
+            raise ContainerError(f"corrupt .bsw file (a {'binary' if shaped.binary else '8-bit'} BB-ANS model codes "
+                                 f"mode-{shaped.mode} images only)")
         msg = c.message()
         mch = h.model_channels
         total = sum(fmt.patch_count(e, mch) for e in coded)
-        patches = np.empty((total,) + tuple(shaped.x_shape), dtype=np.uint8)
         try:
-            with tqdm(total=total, unit="patch", desc="decompress", disable=not progress, leave=False) as bar:
-                for sl in reversed(fmt.coding_batches(total, h.batch, c.version)):
-                    patches[sl], _ = coder.decode(msg, sl.stop - sl.start)
-                    bar.update(sl.stop - sl.start)
+            patches = decode_patches(coder, msg, total, h.batch, c.version, progress=progress)[0]
+            if getattr(shaped, "kind", "") == BBANS_KIND:
+                patches = shaped.to_planes(patches)
         except MessageExhausted:
             raise ContainerError("corrupt .bsw file (the ANS message ends before the images its header "
                                  "claims are decoded)") from None

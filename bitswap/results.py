@@ -20,6 +20,12 @@ indices       (E, N)           test-set index of each image
 meta          ()               JSON string: dataset, nz, scheme, quantbits, dims, model,
                                seed, images/s for encode and decode, ...
 ============  ===============  ==========================================================
+
+Beside them (:mod:`bitswap.experiment_cli`), ``streams/{stem}/exp{e:04d}.bsw``: each experiment's
+stream as a version 4 .bsw file (its images named ``test{index:05d}``, coded one per batch in
+the experiment's order, the initial bits included), which ``python -m bitswap decompress``
+decodes on any machine to the images coded; the json summary records the folder
+(``streams``) and the mean file size (``stream_bytes_mean``).
 """
 
 from __future__ import annotations

@@ -130,6 +130,59 @@ class CodingModel:
         return ResNetHierarchy(self.network, self.bins, network_batch=network_batch)
 
 
+class BBANSCodingModel:
+    """A BB-ANS paper model as a coding model (the ``bbans-mlp`` kind): its exact integer MLP
+    (:mod:`bitswap.exact_mlp`) with the buckets it stores (``2**latent_bits`` equiprobable under
+    the N(0, 1) prior: the bin strategy ``prior``) and the posterior and likelihood precisions
+    of :data:`bitswap.bbans.CODING`. It codes whole 28x28 grey digits, no patches: binarized ones
+    (a Bernoulli model; their images have mode ``1``, pixels 0 or 255, coded as 0/1) or 8-bit
+    ones (a beta-binomial model). ``digest`` hashes the kind, the MLP's digest and the two
+    precisions, so a file names everything its decoder computes with."""
+
+    kind = "bbans-mlp"
+    strategy = "prior"
+    channels = 1
+    nz = 1
+    x_shape = (1, 28, 28)
+
+    def __init__(self, name: str, network):
+        from .bbans import CODING
+        self.name, self.network = name, network
+        default = CODING[network.config.likelihood]
+        self.posterior_precision = int(default["posterior_precision"])
+        self.likelihood_precision = int(default["likelihood_precision"])
+        self.quantbits = int(network.latent_bits)
+        self.z_shape = (int(network.latent),)
+        self.binary = not network.raw
+        h = hashlib.sha256(f"bitswap-coding:{self.kind}:".encode())
+        h.update(bytes.fromhex(network.digest()))
+        h.update(bytes([self.posterior_precision, self.likelihood_precision]))
+        self.digest = h.hexdigest()
+
+    @property
+    def mode(self) -> str:
+        """The mode of the images it codes: ``1`` binarized, ``L`` 8-bit."""
+        return "1" if self.binary else "L"
+
+    def to_units(self, planes):
+        """An image's (1, 28, 28) planes -> what the model codes (0/1 for a binary model)."""
+        return planes // 255 if self.binary else planes
+
+    def to_planes(self, units):
+        """The inverse of :meth:`to_units`."""
+        return units * 255 if self.binary else units
+
+    def protocol(self, network_batch: int | None = None):
+        from .bbans import BBANSCoding
+        return BBANSCoding(self.network, self.posterior_precision, self.likelihood_precision, network_batch)
+
+
+def is_bbans_name(name: str) -> bool:
+    """Whether a shipped model codes with an exact BB-ANS MLP."""
+    from . import exact_mlp
+    return manifest().get(name, {}).get("exact", {}).get("format") == f"{exact_mlp.FORMAT} {exact_mlp.VERSION}"
+
+
 BUNDLE_FORMAT, BUNDLE_VERSION, BUNDLE_SUFFIX = "bitswap-coding", 1, ".bswm"
 
 
@@ -139,6 +192,12 @@ def load_coding(name: str, strategy: str = "uniform", quantbits: int = 10, devic
     :func:`bitswap.export.export_bundle`; given the float weights ``X.pt``, the ``X.bswm``
     beside them). The float weights are never read."""
     from .intbins import shipped
+    if name in manifest() and is_bbans_name(name):
+        coding = BBANSCodingModel(name, exact_network(name, device=device))
+        if (strategy, quantbits) != (coding.strategy, coding.quantbits):
+            raise ModelError(f"{name} codes with {coding.quantbits}-bit {coding.strategy} buckets, not "
+                             f"{quantbits}-bit {strategy} latent bins")
+        return coding
     if name in manifest():
         return CodingModel(name, exact_network(name, device=device), shipped(name, strategy, quantbits))
     path = Path(name)

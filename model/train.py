@@ -18,6 +18,8 @@ What it does:
   epoch, with config, weights, EMA, optimizer state, epoch/step and every rank's RNG state:
   ``--resume`` continues bit-identically to an uninterrupted run
 - export of a small weights-only file (:func:`bitswap.vae.save_model`) with the config and test ELBO
+- at the end, the export step for coding (:func:`export_coding`: ``python -m bitswap.export
+  WEIGHTS.pt``, the exact integer network and integer bins in ``WEIGHTS.bswm``; ``--no-coding-export``)
 - seeded and reproducible; SIGTERM/SIGINT (to any one rank) save a checkpoint and stop every rank
 
 How it is laid out: :func:`setup` builds a :class:`Run` (the whole state of one process), then
@@ -118,6 +120,10 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
     a("--export", default=None, help="exported weights path (default OUT/<dataset>_nz<nz>.pt)")
     a("--export-dtype", default="float16", choices=["float16", "float32"],
       help="dtype of the exported weights (the test ELBO is measured with exactly these weights)")
+    a("--coding-bins", nargs="+", default=["uniform", "adaptive"], choices=["uniform", "adaptive", "quantile"],
+      help="at the end, export the exported weights for coding (python -m bitswap.export WEIGHTS.pt: the exact "
+           "integer network and 10-bit integer latent bins of these strategies, WEIGHTS.bswm beside them)")
+    a("--no-coding-export", action="store_true", help="skip that export (run python -m bitswap.export later)")
     a("--crop-length", type=int, default=None, help="imagenetcrop: random crops per epoch")
     a("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
     a("--no-download", action="store_true", help="never download missing datasets")
@@ -312,9 +318,33 @@ def train(args) -> dict:
         torch.set_num_threads(args.threads)
     rank, world, local, device = setup_distributed(args.device)
     try:
-        return _train(args, rank, world, device)
+        result = _train(args, rank, world, device)
     finally:
         shutdown_distributed()
+    result["coding"] = export_coding(args, result["export"]) if rank == 0 and not args.no_coding_export else None
+    return result
+
+
+def export_coding(args, weights: Path) -> Path | None:
+    """The export step, run once training ends: ``python -m bitswap.export WEIGHTS.pt --bins ...``
+    turns the exported float weights into what coding needs (the exact integer network and
+    integer latent bins, ``WEIGHTS.bswm`` beside them), which ``bitswap compress --model`` and
+    the experiment scripts' ``--model WEIGHTS.pt`` code with. Returns its path, or None (said
+    why) when there is nothing to export or the export failed: the training itself is done."""
+    from bitswap import export, zoo
+    if not weights.is_file():
+        print(f"coding export skipped: no exported weights at {weights} (no test evaluation ran)", flush=True)
+        return None
+    if args.family != "resnet":
+        print(f"coding export skipped: {args.family} models code with their exact MLP (bitswap.exact_mlp), "
+              "not with an exported .bswm", flush=True)
+        return None
+    argv = [str(weights), "--data", str(args.data), "--bins", *args.coding_bins]
+    print(f"coding export: python -m bitswap.export {' '.join(argv)}", flush=True)
+    if export.main(argv) != 0:
+        print(f"coding export failed (above); the weights are at {weights}", flush=True)
+        return None
+    return weights.with_suffix(zoo.BUNDLE_SUFFIX)
 
 
 def _train(args, rank: int, world: int, device: torch.device) -> dict:

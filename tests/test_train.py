@@ -23,7 +23,7 @@ from model import train as T
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--nz", "2", "--width", "8", "--nprocessing", "1", "--blocks", "2", "--batch-size", "8",
         "--test-subset", "16", "--init-images", "16", "--quiet", "--threads", "1", "--eval-minutes", "0",
-        "--no-download", "--interval", "1"]
+        "--no-download", "--interval", "1", "--no-coding-export"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,8 +45,10 @@ def mnist_root(tmp_path):
     return tmp_path / "data"
 
 
-def args_for(data, out, *extra):
-    args = T.build_parser("mnist").parse_args(TINY + ["--data", str(data), "--out", str(out), *extra])
+def args_for(data, out, *extra, coding_export=False):
+    """The tiny run's arguments; ``coding_export``: with the export step at the end."""
+    tiny = [a for a in TINY if not (coding_export and a == "--no-coding-export")]
+    args = T.build_parser("mnist").parse_args(tiny + ["--data", str(data), "--out", str(out), *extra])
     args.dataset = "mnist"
     return args
 
@@ -105,6 +107,29 @@ def test_single_process_run(mnist_root, tmp_path):
     upd = torch.load(out / "mnist_nz2.pt", weights_only=True)
     assert upd["test_elbo"] == pytest.approx(raw["test_elbo"], abs=1e-6) and upd["train"]["test_images"] == 16
     assert upd["state_dict"]["pixel_scale"].dtype == torch.float16
+
+
+def test_training_ends_with_the_export_for_coding(mnist_root, tmp_path, monkeypatch, capsys):
+    """The end of training runs python -m bitswap.export on the exported weights: their
+    .bswm beside them codes and decodes images, the experiment scripts' --model X.pt and
+    bitswap compress --model X.pt find it; --no-coding-export skips it."""
+    from bitswap import zoo
+    from bitswap.images import Container, compress, decompress
+    monkeypatch.setenv("BITSWAP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    res = T.train(args_for(mnist_root, out, "--max-steps", "2", coding_export=True))
+    bundle = out / "mnist_nz2.bswm"
+    assert res["coding"] == bundle and bundle.is_file()
+    assert "python -m bitswap.export" in capsys.readouterr().out
+    test = T.bsdata.load_dataset("mnist", "test", mnist_root, download=False)[:2]
+    for strategy in ("uniform", "adaptive"):
+        coding = zoo.load_coding(str(out / "mnist_nz2.pt"), strategy, 10)       # X.pt -> X.bswm
+        assert coding.nz == 2 and coding.strategy == strategy
+        res_c = compress(list(test), coding, fallback=False)
+        decoded = decompress(Container.from_bytes(res_c.data), str(bundle))
+        assert all(np.array_equal(px, x) for (_, px), x in zip(decoded, test))
+    skipped = T.train(args_for(mnist_root, tmp_path / "skip", "--max-steps", "2"))
+    assert skipped["coding"] is None and not (tmp_path / "skip" / "mnist_nz2.bswm").exists()
 
 
 def test_resume_is_bit_identical(mnist_root, tmp_path):
