@@ -1,7 +1,7 @@
 """The exact network on a GPU: the same integers as on the CPU, files across devices, speed.
 
     python benchmarks/gpu_check.py [--device cuda] [--images 16] [--kodak ../shared/data/kodak]
-    python benchmarks/gpu_check.py --device cpu --images 2 --experiments 1   # a dry run without a GPU
+    python benchmarks/gpu_check.py --device cpu --images 2 --experiments 1 --ndatapoints 4   # dry run, no GPU
 
 One prepared run for a machine with a GPU (the exact network switches cuDNN, TF32 and every
 transforming convolution algorithm off, so CUDA sums the same integers exactly):
@@ -78,17 +78,17 @@ def files(device: str, kodak: Path | None) -> bool:
     return ok
 
 
-def speed(device: str, experiments: int) -> None:
+def speed(device: str, experiments: int, ndatapoints: int = 100) -> None:
     from bitswap.coders import Coder
     from bitswap.data import PACKAGED_MNIST, load_dataset
     from bitswap.experiments import experiment_indices, run_experiments, summarize
     images = load_dataset("mnist", "test", PACKAGED_MNIST.parent)
-    idx = experiment_indices(len(images), experiments, 100)
+    idx = experiment_indices(len(images), experiments, ndatapoints)
     for dev in ("cpu", device):
         # the experiment's coder (mnist_compress.py): the shipped adaptive bins, 4 lanes a stream
         coder = Coder(zoo.load_coding("mnist-nz8", "adaptive", 10, device=dev).protocol())
         s = summarize(*run_experiments(coder, images, idx, progress=False))
-        print(f"speed exact mnist-nz8 on {dev}, {experiments} x 100: {s['encode_images_per_s']:.1f} / "
+        print(f"speed exact mnist-nz8 on {dev}, {experiments} x {ndatapoints}: {s['encode_images_per_s']:.1f} / "
               f"{s['decode_images_per_s']:.1f} img/s encode / decode", flush=True)
 
 
@@ -98,13 +98,14 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--kodak", type=Path, default=None, help="folder of kodim*.png (the RGB file check)")
     ap.add_argument("--experiments", type=int, default=10)
+    ap.add_argument("--ndatapoints", type=int, default=100, help="images per experiment (the paper's 100)")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu check: no CUDA device here", file=sys.stderr)
         return 2
     ok = digests(args.device, args.images)
     ok &= files(args.device, args.kodak)
-    speed(args.device, args.experiments)
+    speed(args.device, args.experiments, args.ndatapoints)
     print(f"gpu check: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
