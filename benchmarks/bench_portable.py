@@ -1,7 +1,11 @@
 """The exact integer network against the float32 one, coding for real, side by side in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_portable.py          # protocol 10 x 100 digits, kodim01-04
-    OMP_NUM_THREADS=1 python benchmarks/bench_portable.py --quick  # 2 x 100 digits, kodim01-02 (minutes)
+    OMP_NUM_THREADS=1 python benchmarks/bench_portable.py --quick  # 2 x 100 digits, kodim01-02
+    OMP_NUM_THREADS=1 python benchmarks/bench_portable.py --parts protocol --experiments 2 --ndatapoints 10
+
+``--quick`` takes a few minutes on a quiet 2-core machine (over an hour on a heavily shared one:
+``--parts`` runs the protocol or Kodak alone, in two processes if need be).
 
 - **Protocol** (the paper's: mnist-nz8, Bit-Swap, E streams of 100 MNIST test images coded side
   by side, decoded and checked, :func:`bitswap.experiments.run_experiments`): the experiment's
@@ -69,8 +73,8 @@ def bins_note(name: str, strategy: str, float_bins, coding) -> str:
             f"bins were made from ({(source or '?')[:12]}): both paths use the same procedure, not the same bins")
 
 
-def protocol(experiments: int, rounds: int, data: Path, lanes: int) -> dict:
-    """label -> [encode img/s, decode img/s, net bits/dim, total after 100 bits/dim]."""
+def protocol(experiments: int, rounds: int, data: Path, lanes: int, ndatapoints: int = 100) -> dict:
+    """label -> [encode img/s, decode img/s, net bits/dim, total after the last image bits/dim]."""
     from bitswap.data import load_dataset
     from bitswap.discretization import dataset_bins
     from bitswap.experiments import experiment_indices, run_experiments, summarize
@@ -81,7 +85,7 @@ def protocol(experiments: int, rounds: int, data: Path, lanes: int) -> dict:
     print(f"protocol bins: adaptive {QUANTBITS}-bit ({source}); "
           f"{bins_note('mnist-nz8', 'adaptive', float_bins, coding)}", flush=True)
     images = load_dataset("mnist", "test", data)
-    idx = experiment_indices(len(images), experiments, 100)
+    idx = experiment_indices(len(images), experiments, ndatapoints)
     coders = {"float32": Coder(legacy.FloatLogisticHierarchy(model, float_bins), lanes=lanes),
               "exact": Coder(coding.protocol(), lanes=lanes)}
     best: dict[str, list] = {}
@@ -89,9 +93,9 @@ def protocol(experiments: int, rounds: int, data: Path, lanes: int) -> dict:
         for label, coder in coders.items():
             meta, arrays = run_experiments(coder, images, idx, progress=False)
             s = summarize(meta, arrays)
-            row = [s["encode_images_per_s"], s["decode_images_per_s"], s["net"], s["total_after"][100]]
+            row = [s["encode_images_per_s"], s["decode_images_per_s"], s["net"], s["total_after"][ndatapoints]]
             print(f"protocol {label:8s} round {r + 1}: {row[0]:6.1f} / {row[1]:6.1f} img/s encode/decode, "
-                  f"net {row[2]:.4f}, total after 100 {row[3]:.4f} bits/dim", flush=True)
+                  f"net {row[2]:.4f}, total after {ndatapoints} {row[3]:.4f} bits/dim", flush=True)
             if label in best:
                 row[0], row[1] = max(row[0], best[label][0]), max(row[1], best[label][1])
             best[label] = row
@@ -186,6 +190,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--quick", action="store_true", help="2 x 100 digits and two Kodak images")
     ap.add_argument("--experiments", type=int, default=None, help="protocol streams (default 10; --quick 2)")
+    ap.add_argument("--ndatapoints", type=int, default=100, help="protocol: images per stream (the paper's 100)")
     ap.add_argument("--kodak-images", type=int, default=None, help="kodim01.. (default 4; --quick 2)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per figure (best of)")
     ap.add_argument("--lanes", type=int, default=DEFAULT_LANES, help="protocol: rANS lanes per stream")
@@ -199,12 +204,12 @@ def main(argv=None) -> int:
     count = args.kodak_images or (2 if args.quick else 4)
     print(f"# torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"rounds {args.rounds} (best of), both paths in this process", flush=True)
-    p = protocol(experiments, args.rounds, args.data, args.lanes) if "protocol" in args.parts else None
+    p = protocol(experiments, args.rounds, args.data, args.lanes, args.ndatapoints) if "protocol" in args.parts else None
     k = kodak(args.data / "kodak", count, args.rounds) if "kodak" in args.parts else None
     speed, rate = {}, {}
     if p is not None:
         pf, pe = p["float32"], p["exact"]
-        print(f"protocol ({experiments} x 100, mnist-nz8, adaptive bins, {args.lanes} lanes): float32 "
+        print(f"protocol ({experiments} x {args.ndatapoints}, mnist-nz8, adaptive bins, {args.lanes} lanes): float32 "
               f"{pf[0]:.1f} / {pf[1]:.1f} img/s, net {pf[2]:.4f}; exact {pe[0]:.1f} / {pe[1]:.1f} img/s, "
               f"net {pe[2]:.4f}")
         speed["protocol"] = f"encode {pe[0] / pf[0]:.2f} decode {pe[1] / pf[1]:.2f}"
