@@ -204,7 +204,9 @@ def main(argv=None) -> int:
     count = args.kodak_images or (2 if args.quick else 4)
     print(f"# torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"rounds {args.rounds} (best of), both paths in this process", flush=True)
-    p = protocol(experiments, args.rounds, args.data, args.lanes, args.ndatapoints) if "protocol" in args.parts else None
+    p = None
+    if "protocol" in args.parts:
+        p = protocol(experiments, args.rounds, args.data, args.lanes, args.ndatapoints)
     k = kodak(args.data / "kodak", count, args.rounds) if "kodak" in args.parts else None
     speed, rate = {}, {}
     if p is not None:
