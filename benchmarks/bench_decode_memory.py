@@ -1,20 +1,22 @@
-"""Peak memory of decoding one batch of patches: the figures behind ``images.decode_bytes_per_patch``.
+"""Peak memory of decoding one batch of patches: the figures behind :data:`bitswap.limits.DECODER_COSTS`.
 
-    python benchmarks/bench_decode_memory.py [--models mnist-nz8 cifar10-nz8] [--inference exact float]
-                                             [--batches 1 16 64 256] [--network-batches 16]
+    OMP_NUM_THREADS=1 python benchmarks/bench_decode_memory.py [--models mnist-nz8 cifar10-nz8]
+        [--inference exact float] [--batches 1 16 64 256] [--network-batches 16] [--json FILE]
 
-For every (model, inference, coding batch B, network batch N) a fresh process loads the model
-and its coder (as ``bitswap decompress`` does), then decodes one batch of B patches from a
-message another process encoded them on (smooth random images, the model's channel count).
-It reports what loading the coder (latent bins, coding tables, the exact network) added to
-the resident memory, and the peak resident memory the decode adds: ``VmHWM`` after the decode
-minus ``VmRSS`` before it, with the peak reset (``/proc/self/clear_refs``) just before. Torch
-and the float model (about 250-300 MB, there before a file is read) are not counted, as
-``--max-memory`` does not count them. Exact-network files run the network ``N`` patches at a
-time (``--network-batch``); the float32 network runs the whole batch. The bytes per patch
-follow as the slope between batch sizes; next to each figure the estimate of
-:func:`bitswap.images.coder_bytes` and :func:`bitswap.images.batch_bytes`, which must be
-larger. Linux only (``/proc``).
+For every (model, inference, coding batch B, network batch N) a fresh process loads what a
+decoder loads (``exact``: the coding model of a version 4 file, :func:`bitswap.zoo.load_coding`
+with the files' uniform 10-bit bins, i.e. the exact network and the integer bins; ``float``:
+the float model of a version 1-3 file and its float bins, :mod:`bitswap.legacy`) and its coder,
+then decodes one batch of B patches from a message another process encoded them on (smooth
+random images, the model's channel count). It reports what loading the coder (for ``exact``
+the coding model too, for ``float`` the bins and tables: the float model is there before a
+file is read) added to the resident memory, and the peak resident memory the decode adds:
+``VmHWM`` after the decode minus ``VmRSS`` before it, with the peak reset
+(``/proc/self/clear_refs``) just before. Torch is not counted, as ``--max-memory`` does not
+count it. Exact-network files run the network ``N`` patches at a time (``--network-batch``);
+the float32 network runs the whole batch. The bytes per patch follow as the slope between
+batch sizes; next to each figure the estimates of :func:`bitswap.limits.coder_bytes` and
+:func:`bitswap.limits.batch_bytes`, which must be larger. Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -36,21 +38,30 @@ def _status(key: str) -> int:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def _coder(model, inference: str, network_batch: int):
-    from bitswap import images as lib
-    from bitswap.coders import Coder
-    from bitswap.latent_models import ExactHierarchy
+def _load(name: str, inference: str):
+    """What a decoder of such a file loads besides torch: the coding model (exact network and
+    integer bins, version 4 files) or the float model (float32 files, versions 1-3)."""
+    from bitswap import zoo
     if inference == "exact":
-        net, bins = lib.exact_parts(model)
-        return Coder(ExactHierarchy(net, bins, network_batch=network_batch), lanes=64)
-    return Coder(model, lib.get_bins(model, 10, lib.DEFAULT_FILE_STRATEGY), lanes=64)
+        return zoo.load_coding(name, "uniform", 10)
+    return zoo.load(name)
 
 
-def _header(model, inference: str):
-    """A header of a file coded like the measured ones (what the estimates read from it)."""
+def _coder(model, inference: str, network_batch: int):
+    from bitswap import legacy
+    from bitswap.coders import Coder
+    if inference == "exact":
+        return Coder(model.protocol(network_batch=network_batch), lanes=64)
+    return Coder(legacy.FloatLogisticHierarchy(model, legacy.get_bins(model, 10, "uniform")), lanes=64)
+
+
+def _container(model, inference: str):
+    """An empty container coded like the measured ones (what the estimates read from it): a
+    version 4 file for the exact network, a version 2 file for the float32 one."""
     from bitswap import container as fmt
-    return fmt.Header(model.name, bytes(32), bytes(32), True, model.nz, 10, "uniform", 24, int(model.x_shape[0]),
-                      64, 64, 0, [], fmt.INFERENCE_EXACT if inference == "exact" else fmt.INFERENCE_FLOAT32)
+    h = fmt.Header(model.name, bytes(32), bytes(32), True, model.nz, 10, "uniform", 24, int(model.x_shape[0]),
+                   64, 64, 0, [])
+    return fmt.Container(h, b"", fmt.VERSION if inference == "exact" else 2)
 
 
 def _patches(model, batch: int, seed: int = 0):
@@ -64,8 +75,7 @@ def _patches(model, batch: int, seed: int = 0):
 
 
 def _encode(args) -> None:
-    from bitswap import images as lib
-    model = lib.load_model(args.model)
+    model = _load(args.model, args.inference)
     coder = _coder(model, args.inference, args.network_batch)
     msg = coder.new_message(streams=1, seed=0)
     coder.encode(msg, _patches(model, args.batch))
@@ -75,11 +85,16 @@ def _encode(args) -> None:
 def _decode(args) -> None:
     import torch
 
+    import bitswap.coders  # noqa: F401  (the code a decoder has imported before it reads a file)
+    import bitswap.legacy  # noqa: F401
     from bitswap.ans import Message
-    from bitswap import images as lib
     torch.set_num_threads(1)
-    model = lib.load_model(args.model)
-    loaded = _status("VmRSS")
+    if args.inference == "exact":
+        loaded = _status("VmRSS")
+        model = _load(args.model, args.inference)
+    else:                       # the float model is there before a file is read: not counted
+        model = _load(args.model, args.inference)
+        loaded = _status("VmRSS")
     coder = _coder(model, args.inference, args.network_batch)
     msg = Message.from_bytes(Path(args.message).read_bytes())
     before = _status("VmRSS")
@@ -122,19 +137,20 @@ def main(argv=None) -> int:
         args.inference = args.inference[0] if isinstance(args.inference, list) else args.inference
         (_encode if args.encode else _decode)(args)
         return 0
-    from bitswap import images as lib
+    from bitswap import limits as lim
     print(f"{'model':12} {'inference':9} {'batch':>5} {'net batch':>9} {'coder MB':>9} {'estimate':>8} "
           f"{'batch MB':>9} {'estimate':>8}")
     for name in args.models:
-        model = lib.load_model(name)
         for inference in args.inference:
-            h = _header(model, inference)
+            model = _load(name, inference)
+            c = _container(model, inference)
+            kind = lim.network_kind(c)
             for b in args.batches:
                 nbs = [b] + ([n for n in args.network_batches if n < b] if inference == "exact" else [])
                 for nb in nbs:
                     r = measure(name, inference, b, nb)
-                    est_coder = lib.coder_bytes(h, model) / 1e6
-                    est = lib.batch_bytes(model, h.inference, b, nb) / 1e6
+                    est_coder = lim.coder_bytes(c, model) / 1e6
+                    est = lim.batch_bytes(model, kind, b, nb) / 1e6
                     print(f"{name:12} {inference:9} {b:5d} {nb:9d} {r['coder_mb']:9.1f} {est_coder:8.1f} "
                           f"{r['added_mb']:9.1f} {est:8.1f}", flush=True)
                     if args.json:

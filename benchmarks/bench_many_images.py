@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     from bitswap import images as lib
     from bitswap.__main__ import main as cli
     from bitswap.container import Container
+    from bitswap.fileio import atomic_write_bytes
 
     print(f"{'images':>7} {'MB':>6} {'read s':>7} {'info s':>7} {'decode s':>8} {'us/image':>8}"
           + (f" {'cli s':>7}" if args.cli else ""))
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         if args.cli:
             with tempfile.TemporaryDirectory() as d:
                 path = Path(d) / "many.bsw"
-                path.write_bytes(data)
+                atomic_write_bytes(path, data)
                 t4 = time.perf_counter()
                 assert cli(["decompress", str(path), "-o", str(Path(d) / "out"), "-q"]) == 0
                 line += f" {time.perf_counter() - t4:7.2f}"

@@ -57,13 +57,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     args = ap.parse_args(argv)
-    models = {}
+    codings = {}
     print("| kind | sub-pixels | model alone | PNG | WebP lossless | JPEG XL lossless | stored as | file |")
     print("|---|---|---|---|---|---|---|---|")
     for name, srcs in kinds(Path(args.data)):
         mname = lib.choose_model_name({s.channels for s in srcs})
-        model = models.get(mname) or models.setdefault(mname, lib.load_model(mname))
-        res = lib.compress(srcs, model, model_name=mname)
+        coding = codings.get(mname) or codings.setdefault(mname, lib.load_coding(mname))
+        res = lib.compress(srcs, coding)
         entries = res.container.header.images
         sub = res.subpixels
 

@@ -1,6 +1,7 @@
 """The exact network on a GPU: the same integers as on the CPU, files across devices, speed.
 
     python benchmarks/gpu_check.py [--device cuda] [--images 16] [--kodak ../shared/data/kodak]
+    python benchmarks/gpu_check.py --device cpu --images 2 --experiments 1 --ndatapoints 4   # dry run, no GPU
 
 One prepared run for a machine with a GPU (the exact network switches cuDNN, TF32 and every
 transforming convolution algorithm off, so CUDA sums the same integers exactly):
@@ -13,6 +14,7 @@ transforming convolution algorithm off, so CUDA sums the same integers exactly):
    the CPU's.
 
 Prints one line per check and ``gpu check: PASS`` or ``gpu check: FAIL`` at the end (exit 1).
+``--device cpu`` runs every step with the CPU on both sides (a dry run of the script itself).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from bitswap import exact, zoo  # noqa: E402
 
-MODELS = ["mnist-nz1", "mnist-nz2", "mnist-nz4", "mnist-nz8", "cifar10-nz8"]
+MODELS = ["mnist-nz1", "mnist-nz2", "mnist-nz4", "mnist-nz8", "cifar10-nz8"]   # the shipped ResNet VAEs
+FILE_BINS = ("uniform", 10)          # the bins files are coded with (bitswap.images.DEFAULT_FILE_STRATEGY)
 
 
 def digests(device: str, n: int) -> bool:
@@ -60,13 +63,13 @@ def files(device: str, kodak: Path | None) -> bool:
         sources["cifar10-nz8"] = [lib.SourceImage(np.ascontiguousarray(src.pixels[:, 200:264, 300:396]), name="crop")]
     ok = True
     for name, srcs in sources.items():
-        model = lib.load_model(name)
+        coding = {dev: zoo.load_coding(name, *FILE_BINS, device=dev) for dev in ("cpu", device)}
         for enc, dec in (("cpu", device), (device, "cpu")):
             t = time.perf_counter()
-            res = lib.compress(srcs, model, fallback=False, device=enc)
+            res = lib.compress(srcs, coding[enc], fallback=False)
             t_enc = time.perf_counter() - t
             t = time.perf_counter()
-            out = lib.decompress(Container.from_bytes(res.data), model, device=dec)
+            out = lib.decompress(Container.from_bytes(res.data), coding[dec], device=dec)
             t_dec = time.perf_counter() - t
             same = all(np.array_equal(px, s.pixels) for (_, px), s in zip(out, srcs))
             ok &= same
@@ -75,18 +78,17 @@ def files(device: str, kodak: Path | None) -> bool:
     return ok
 
 
-def speed(device: str, experiments: int) -> None:
+def speed(device: str, experiments: int, ndatapoints: int = 100) -> None:
     from bitswap.coders import Coder
     from bitswap.data import PACKAGED_MNIST, load_dataset
     from bitswap.experiments import experiment_indices, run_experiments, summarize
-    from bitswap.intbins import shipped
-    from bitswap.latent_models import ExactHierarchy
     images = load_dataset("mnist", "test", PACKAGED_MNIST.parent)
-    idx = experiment_indices(len(images), experiments, 100)
+    idx = experiment_indices(len(images), experiments, ndatapoints)
     for dev in ("cpu", device):
-        coder = Coder(ExactHierarchy(zoo.exact_network("mnist-nz8", device=dev), shipped("mnist-nz8")))
+        # the experiment's coder (mnist_compress.py): the shipped adaptive bins, 4 lanes a stream
+        coder = Coder(zoo.load_coding("mnist-nz8", "adaptive", 10, device=dev).protocol())
         s = summarize(*run_experiments(coder, images, idx, progress=False))
-        print(f"speed exact mnist-nz8 on {dev}, {experiments} x 100: {s['encode_images_per_s']:.1f} / "
+        print(f"speed exact mnist-nz8 on {dev}, {experiments} x {ndatapoints}: {s['encode_images_per_s']:.1f} / "
               f"{s['decode_images_per_s']:.1f} img/s encode / decode", flush=True)
 
 
@@ -96,13 +98,14 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--kodak", type=Path, default=None, help="folder of kodim*.png (the RGB file check)")
     ap.add_argument("--experiments", type=int, default=10)
+    ap.add_argument("--ndatapoints", type=int, default=100, help="images per experiment (the paper's 100)")
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu check: no CUDA device here", file=sys.stderr)
         return 2
     ok = digests(args.device, args.images)
     ok &= files(args.device, args.kodak)
-    speed(args.device, args.experiments)
+    speed(args.device, args.experiments, args.ndatapoints)
     print(f"gpu check: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

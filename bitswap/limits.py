@@ -99,7 +99,7 @@ class DecoderCosts:
 # docstring), rounded up: re-measure and change these when the network or the coder changes.
 DECODER_COSTS = {"float32": DecoderCosts(12, 48, 2.0, 32_000_000),
                  "exact1": DecoderCosts(50, 48, 3.0, 64_000_000),
-                 "exact": DecoderCosts(24, 48, 3.0, 64_000_000)}
+                 "exact": DecoderCosts(16, 48, 2.0, 64_000_000)}
 
 
 @dataclass(frozen=True)
@@ -116,29 +116,31 @@ def decode_bytes_per_patch(model, kind: str) -> PatchBytes:
     ResNet VAE, or a coding model: the shapes are the same) and a ``kind`` of network
     (:func:`network_kind`).
 
-    Measured (``python benchmarks/bench_decode_memory.py``, 2-core CPU, one torch thread): the
-    peak resident memory one decode of a batch of B patches adds, its network N patches at a
-    time, over the process after loading torch, the model and the coder (MB)::
+    Measured (``OMP_NUM_THREADS=1 python benchmarks/bench_decode_memory.py``, 2-core CPU, one
+    torch thread): the peak resident memory one decode of a batch of B patches adds, its
+    network N patches at a time, over the process after loading torch and the coder (MB).
+    The exact network (version 4 files: the coding model of the uniform 10-bit bins),
+    2026-12-05::
 
-        model        inference   B=1  B=16  B=64  B=64,N=16  B=256  B=256,N=16
-        mnist-nz8    exact      14.7  43.4  193.5      65.8   780.3        93.8
-        mnist-nz8    float32    14.6  17.7   40.9         -   150.6           -
-        cifar10-nz8  exact      14.4  13.8  128.8      16.6   380.0       128.2
-        cifar10-nz8  float32    14.3  14.5   31.9         -   227.3           -
+        model        network     B=1  B=16  B=64  B=64,N=16  B=256
+        mnist-nz8    exact      15.0  17.0  50.1       22.3  131.2
+        cifar10-nz8  exact      14.9  14.2  59.4       38.5      -
 
-    Per patch (slopes between the batch sizes): the exact network 2.86 MB (mnist-nz8, 46 bytes
-    per value of its 61 x 32 x 32 feature map) and 1.05-2.3 MB (cifar10-nz8, 16-36 bytes per
-    value of 64 x 32 x 32); the coder 0.15 MB (mnist-nz8, 48 bytes per coded value) and 0.58 MB
-    (cifar10-nz8, 30 bytes per value); the float32 network and its coder together 0.57 MB
-    (mnist-nz8) and 1.02 MB (cifar10-nz8), so about 7 bytes per feature-map value for the
-    network. Loading the coder (latent bins, coding tables, the exact network) added 55 MB
-    (mnist-nz8 float32), 120 MB (exact), 439 MB (cifar10-nz8 float32) and 661 MB (exact), for
-    bins of 34 and 269 MB (:func:`bins_bytes`); :func:`coder_bytes` estimates 99, 165, 569 and
-    870 MB. Torch and the float model (about 250-300 MB) are not counted: they are there before
-    a file is read. The batch estimates for the measured batches: mnist-nz8 exact 3.3, 52, 209,
-    59, 837 and 88 MB, float32 0.9, 14, 57 and 230 MB; cifar10-nz8 exact 4.2, 67, 270, 112,
-    1078 and 292 MB, float32 1.7, 28, 110 and 440 MB (the fixed 14-15 MB of a decode is in the
-    coder's estimate).
+    Per patch (slopes between the batch sizes): the exact network at most 0.58 MB (mnist-nz8,
+    B=16..64 less the coder; 0.31 MB over B=64..256), 9.3 bytes per value of its 61 x 32 x 32
+    feature map; 0.44 MB (cifar10-nz8, B=16..64 less the coder), 6.7 bytes per value of its
+    64 x 32 x 32. The coder (B=16..64 with N=16) 0.11 MB (mnist-nz8, 36 bytes per coded value)
+    and 0.51 MB (cifar10-nz8, 26 bytes per value). Loading the coding model (exact network, integer
+    bins, coding tables) added 89-90 MB (mnist-nz8) and 456-458 MB (cifar10-nz8), for bins of
+    34 and 269 MB (:func:`bins_bytes`); :func:`coder_bytes` estimates 131 and 602 MB. The
+    float32 network (versions 1-3, measured before the exact path): B=1, 16, 64, 256 added
+    14.6, 17.7, 40.9, 150.6 MB (mnist-nz8) and 14.3, 14.5, 31.9, 227.3 MB (cifar10-nz8), about
+    7 bytes per feature-map value for the network; its bins and tables 55 and 439 MB. Torch
+    (about 320 MB) is not counted: it is there before a file is read (nor, for the float32
+    network, the float model). The fixed 14-15 MB of a decode is in the coder's estimate. The
+    first exact network (version 3 files, ``exact1``: int64 activations) measured 2.86 MB per
+    patch (mnist-nz8, 46 bytes per value) and 1.05-2.3 MB (cifar10-nz8, 16-36 bytes per value),
+    loading 120 and 661 MB.
     """
     costs = DECODER_COSTS[kind]
     width = _width(model)
