@@ -1,5 +1,6 @@
-"""The integer-table families plug into the unchanged coder: a ResNet VAE whose outputs are
-put on the 2**-16 grid, over the shipped integer bins, codes and decodes exactly."""
+"""The distributions (:mod:`bitswap.distributions`) plug into the unchanged coder: a ResNet VAE
+whose float outputs are put on the 2**-16 grid, over the shipped integer bins, codes and decodes
+exactly; every family refuses float parameters and wrong shapes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import torch
 
 from bitswap import intbins, zoo
 from bitswap.coders import Coder
+from bitswap.codecs import BinEdges
+from bitswap.distributions import (Bernoulli, BetaBinomial, DiscretizedLogistic, GaussianOverBins, LogisticOverBins,
+                                   UniformBits, logistic_prior)
 from bitswap.intcdf import ONE, SCALE_MAX, to_fixed
-from bitswap.intcodecs import IntBinEdges
-from bitswap.intdistributions import IntDiscretizedLogistic, IntLogisticOverBins, int_prior
-from bitswap.latent_models import network_outputs
+from bitswap.legacy import network_outputs
 
 
 class GridHierarchy:
@@ -23,7 +25,7 @@ class GridHierarchy:
         self.model, self.bins, self.nz = model, bins, model.nz
         self.x_shape, self.z_shape = tuple(model.x_shape), tuple(model.z_shape)
         self.z_dims = int(np.prod(self.z_shape))
-        self.edges = {i: IntBinEdges(bins.layer_edges(i)) for i in range(1, self.nz + 1)}
+        self.edges = {i: BinEdges(bins.layer_edges(i)) for i in range(1, self.nz + 1)}
 
     def _input(self, layer, symbols):
         B = symbols.shape[0]
@@ -39,14 +41,14 @@ class GridHierarchy:
 
     def posterior(self, i, given):
         mu, scale = self._grid(*network_outputs(self.model.infer, i, self._input(i, given)))
-        return IntLogisticOverBins(mu, scale, self.edges[i + 1])
+        return LogisticOverBins(mu, scale, self.edges[i + 1])
 
     def likelihood(self, i, given):
         mu, scale = self._grid(*network_outputs(self.model.generate, i, self._input(i + 1, given)))
-        return IntDiscretizedLogistic(mu, scale) if i == 0 else IntLogisticOverBins(mu, scale, self.edges[i])
+        return DiscretizedLogistic(mu, scale) if i == 0 else LogisticOverBins(mu, scale, self.edges[i])
 
     def prior(self, batch):
-        return int_prior(batch, self.z_dims, self.edges[self.nz])
+        return logistic_prior(batch, self.z_dims, self.edges[self.nz])
 
 
 @pytest.mark.parametrize("bitswap", [True, False])
@@ -64,9 +66,38 @@ def test_integer_families_code_through_the_coder(bitswap, one_thread):
     msg.check_initial()
 
 
-def test_integer_families_refuse_float_parameters():
-    with pytest.raises(ValueError, match="integer"):
-        IntDiscretizedLogistic(np.zeros((1, 4)), np.ones((1, 4), dtype=np.int64))
-    with pytest.raises(ValueError, match="rows"):
-        IntLogisticOverBins(np.zeros((1, 4), dtype=np.int64), np.ones((1, 4), dtype=np.int64),
-                            IntBinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[:3]))
+def _i(*shape):
+    return np.ones(shape, dtype=np.int64)
+
+
+@pytest.mark.parametrize("build,match", [
+    (lambda: DiscretizedLogistic(np.zeros((1, 4)), _i(1, 4)), "integer"),
+    (lambda: DiscretizedLogistic(_i(1, 4), _i(1, 4) * 0.5), "integer"),
+    (lambda: DiscretizedLogistic(_i(4), _i(4)), "shape"),
+    (lambda: DiscretizedLogistic(_i(1, 4), _i(1, 3)), "shape"),
+    (lambda: LogisticOverBins(_i(1, 4), _i(1, 4), BinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[:3])), "rows"),
+    (lambda: GaussianOverBins(np.zeros((1, 4)), _i(1, 4), BinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[:1])),
+     "integer"),
+    (lambda: Bernoulli(np.full((1, 4), 0.5)), "integer"),
+    (lambda: BetaBinomial(255, _i(1, 4), np.ones((1, 4))), "integer"),
+    (lambda: BetaBinomial(255, _i(1, 4), _i(2, 4)), "shape"),
+])
+def test_families_refuse_float_parameters_and_wrong_shapes(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_families_give_codecs_over_the_lanes_asked():
+    """Each family's codec codes exactly the elements ``lanes`` names (flat (B, D) indices), and
+    a precision given to the family overrides the coder's."""
+    rng = np.random.default_rng(1)
+    lanes = np.array([5, 0, 3])
+    p = rng.integers(0, 1 << 32, size=(2, 3))
+    codec = Bernoulli(p, precision=12).codec(lanes, 24)
+    assert codec.n == 3 and codec.precision == 12
+    x = np.array([1, 0, 1])
+    direct = Bernoulli(p.reshape(1, -1)[:, lanes]).codec(np.arange(3), 12)
+    assert np.array_equal(codec.intervals(x)[1], direct.intervals(x)[1])
+    assert UniformBits((2, 3), 5).codec(lanes, 24).precision == 5
+    prior = logistic_prior(2, 3, BinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[0]))
+    assert prior.shape == (2, 3) and np.all(prior.mu == 0) and np.all(prior.scale == ONE)
