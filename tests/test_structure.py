@@ -5,6 +5,7 @@ and the model manifest has one writer (:func:`bitswap.zoo.write_manifest`)."""
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -114,6 +115,7 @@ def test_no_new_import_circles_through_deferred_imports():
     assert cycles(import_graph(deferred=True)) == KNOWN_DEFERRED_CIRCLES
 
 
+@pytest.mark.slow
 def test_every_module_imports_first_in_a_fresh_interpreter():
     """Each module imported first (the package's other modules unloaded): no partially
     initialised module, whatever the order."""
@@ -241,6 +243,7 @@ class _Scopes(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+@functools.lru_cache(maxsize=1)
 def _scan() -> dict[str, _Scopes]:
     out = {}
     for name, tree in TREES.items():
