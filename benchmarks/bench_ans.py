@@ -3,7 +3,10 @@
     python benchmarks/bench_ans.py [--quick]
 
 Raw push/pop use random frequencies at precision 16 and 24 for 1 to 10^6 lanes;
-the codec rows code 1024-bin LogisticBins latents and DiscretizedLogistic pixels.
+the codec rows code 1024-bin LogisticBins latents and DiscretizedLogistic pixels with the
+integer codecs (parameters on the 2**-16 grid) and, side by side on the same parameters, the
+legacy float codecs of :mod:`bitswap.legacy`, with symbols drawn from the distributions or
+uniform over the alphabet.
 Each figure is the best of several repeats (the machines are noisy).
 """
 
@@ -16,6 +19,8 @@ import numpy as np
 
 from bitswap.ans import Message
 from bitswap.codecs import DiscretizedLogistic, LogisticBins
+from bitswap.intcdf import EDGE_INF, ONE, to_fixed
+from bitswap.legacy import FloatDiscretizedLogistic, FloatLogisticBins
 
 
 def best_rate(fn, symbols: int, repeats: int) -> float:
@@ -51,27 +56,40 @@ def raw(lanes: int, precision: int, total: int, repeats: int):
     return best_rate(push_all, steps * lanes, repeats), best_rate(pop_all, steps * lanes, repeats)
 
 
-def codec(kind: str, lanes: int, repeats: int):
+def codec(kind: str, lanes: int, repeats: int, symbols: str):
+    """Push and pop rates of the integer codec ``kind`` and of its legacy float twin on the same
+    parameters (the float ones rounded to the grid for the integer codec). ``symbols``:
+    ``drawn`` from each lane's distribution (what coding images sees) or ``uniform`` over the
+    alphabet (mostly improbable symbols in the tails: the pop's guess misses more there)."""
     rng = np.random.default_rng(1)
     if kind == "LogisticBins":
         D = 100  # rows of bin edges; the lane counts below are multiples of it
-        edges = np.sort(rng.logistic(size=(D, 1025)), axis=1)
-        c = LogisticBins(rng.normal(size=lanes), np.exp(rng.normal(-1, 0.5, lanes)), edges)
-        x = rng.integers(0, 1024, lanes)
+        # sorted logistic samples on the grid, + k so that no two edges of a row coincide
+        edges = to_fixed(np.sort(rng.logistic(size=(D, 1025)), axis=1)) + np.arange(1025)
+        edges[:, 0], edges[:, -1] = -EDGE_INF, EDGE_INF
+        mu, scale = to_fixed(rng.normal(size=lanes)), to_fixed(np.exp(rng.normal(-1, 0.5, lanes)))
+        fedges = edges / ONE
+        fedges[:, 0], fedges[:, -1] = -np.inf, np.inf
+        codecs = (LogisticBins(mu, scale, edges), FloatLogisticBins(mu / ONE, scale / ONE, fedges))
+        z = (mu + scale * rng.logistic(size=lanes)) / ONE
+        rows = np.arange(lanes) % D
+        drawn = (fedges[rows, 1:-1] <= z[:, None]).sum(axis=1)
+        K = 1024
     else:
-        c = DiscretizedLogistic(rng.uniform(-1, 1, lanes), np.exp(rng.uniform(-5, 0, lanes)))
-        x = rng.integers(0, 256, lanes)
-    base = Message(lanes)
-    m = base.copy()
-    c.push(m, x)
-
-    def push():
-        c.push(base.copy(), x)
-
-    def pop():
-        c.pop(m.copy())
-
-    return best_rate(push, lanes, repeats), best_rate(pop, lanes, repeats)
+        mu, scale = to_fixed(rng.uniform(-1, 1, lanes)), to_fixed(np.exp(rng.uniform(-5, 0, lanes)))
+        codecs = (DiscretizedLogistic(mu, scale), FloatDiscretizedLogistic(mu / ONE, scale / ONE))
+        z = (mu + scale * rng.logistic(size=lanes)) / ONE
+        drawn = np.clip(np.rint((z + 1) * 127.5), 0, 255).astype(np.int64)
+        K = 256
+    x = drawn if symbols == "drawn" else rng.integers(0, K, lanes)
+    rates = []
+    for c in codecs:
+        base = Message(lanes)
+        m = base.copy()
+        c.push(m, x)
+        rates += [best_rate(lambda: c.push(base.copy(), x), lanes, repeats),
+                  best_rate(lambda: c.pop(m.copy()), lanes, repeats)]
+    return rates
 
 
 def main(argv=None):
@@ -85,11 +103,14 @@ def main(argv=None):
             t = min(total, 2 * 10**4) if lanes == 1 else max(total, lanes)
             push, pop = raw(lanes, precision, t, repeats)
             print(f"{lanes:>9} {precision:>5} {push / 1e6:>12.2f} {pop / 1e6:>11.2f}")
-    print(f"\n{'codec':>20} {'lanes':>9} {'push Msym/s':>12} {'pop Msym/s':>11}")
+    print(f"\n{'codec':>20} {'lanes':>9} {'symbols':>8} {'push Msym/s':>12} {'pop Msym/s':>11}"
+          f" {'float push':>11} {'float pop':>10} {'pop int/float':>14}")
     for kind in ("LogisticBins", "DiscretizedLogistic"):
         for lanes in (10**4, 10**6):
-            push, pop = codec(kind, lanes, repeats)
-            print(f"{kind:>20} {lanes:>9} {push / 1e6:>12.2f} {pop / 1e6:>11.2f}")
+            for symbols in ("drawn", "uniform"):
+                push, pop, fpush, fpop = codec(kind, lanes, repeats, symbols)
+                print(f"{kind:>20} {lanes:>9} {symbols:>8} {push / 1e6:>12.2f} {pop / 1e6:>11.2f}"
+                      f" {fpush / 1e6:>11.2f} {fpop / 1e6:>10.2f} {pop / fpop:>14.2f}")
 
 
 if __name__ == "__main__":

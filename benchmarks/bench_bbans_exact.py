@@ -3,9 +3,9 @@
 For each shipped BB-ANS model, the same MNIST test images (28x28, binarized by the model's rule)
 are coded by
 
-- float: :class:`bitswap.bbans.BBANSCoding` (float32 network, float64 CDFs: decodes only where
-  the same floats come out), and
-- exact: :class:`bitswap.bbans.ExactBBANSCoding` (the shipped integer network, integer codecs),
+- float: :class:`bitswap.legacy.FloatBBANSCoding` (float32 network, the legacy float64 codecs:
+  decodes only where the same floats come out), and
+- exact: :class:`bitswap.bbans.BBANSCoding` (the shipped integer network, integer codecs),
 
 with the experiment protocol of ``mnist_compress.py`` (``--experiments`` streams of
 ``--ndatapoints`` images, coded side by side, every image decoded and compared). Printed: net and
@@ -36,6 +36,7 @@ from bitswap.coders import Coder                                          # noqa
 from bitswap.data import PACKAGED_MNIST, load_dataset                     # noqa: E402
 from bitswap.exact_mlp import load_shipped                                # noqa: E402
 from bitswap.experiments import partition_indices, run_experiments, summarize  # noqa: E402
+from bitswap.legacy import FloatBBANSCoding                              # noqa: E402
 
 
 def expected_rate(coding, x: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     test = load_dataset("mnist", "test", args.data)
     for name in args.model.split(","):
         model = zoo.load(name)
-        codings = {"float": bbans.BBANSCoding(model), "exact": bbans.ExactBBANSCoding(load_shipped(name))}
+        codings = {"float": FloatBBANSCoding(model), "exact": bbans.BBANSCoding(load_shipped(name))}
         x = bbans.binarize(bbans.crop28(test), model.config.binarize, np.random.default_rng(args.seed))
         idx = partition_indices(len(x), args.experiments, args.ndatapoints, args.seed)
         print(f"{name}: {args.experiments} x {args.ndatapoints} test images, {args.lanes} lanes, one thread")

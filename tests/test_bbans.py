@@ -1,5 +1,7 @@
-"""The BB-ANS paper's VAEs: exact round trips through the one coder, the trainer's family hook,
-the shipped files, and bad input."""
+"""The BB-ANS paper's VAEs: exact round trips through the one coder (the integer coding of
+:class:`bitswap.bbans.BBANSCoding` on an exact network built from the model, and the legacy float
+coding kept for comparisons), the coded rate against the -ELBO, the trainer's family hook, the
+shipped files, and bad input. (The exact networks themselves: test_exact_mlp.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitswap import bbans, zoo
+from bitswap import exact_mlp as em
 from bitswap.ans import Message
 from bitswap.coders import Coder
+from bitswap.intcdf import ONE
+from bitswap.legacy import FloatBBANSCoding
 from bitswap.vae import save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,13 +45,26 @@ def images(likelihood, rng, n):
     return rng.integers(0, top, (n, 1, 28, 28)).astype(np.uint8)
 
 
+def exact(model: bbans.BBANSVAE, latent_bits: int = 8, calibration: np.ndarray | None = None) -> em.ExactMLP:
+    """The model's exact integer network, calibrated on ``calibration`` (uint8 0..255 images as
+    the model trains on them; by default digit-like blobs)."""
+    if calibration is None:
+        calibration = em.hash_images(256, raw=True, seed=100)
+    return em.from_model(model, calibration, latent_bits=latent_bits)
+
+
+EXACT = {(k, bits): exact(MODELS[k], bits) for k in MODELS for bits in (4, 8)}
+
+
 @settings(max_examples=12, deadline=None)
-@given(likelihood=st.sampled_from(["beta-binomial", "bernoulli"]), bitswap=st.booleans(),
+@given(likelihood=st.sampled_from(["beta-binomial", "bernoulli"]), integer=st.booleans(), bitswap=st.booleans(),
        streams=st.sampled_from([1, 2]), lanes=st.sampled_from([1, 4, 16]),
        latent_bits=st.sampled_from([4, 8]), seed=st.integers(0, 2**31))
-def test_round_trip_through_the_coder(likelihood, bitswap, streams, lanes, latent_bits, seed):
+def test_round_trip_through_the_coder(likelihood, integer, bitswap, streams, lanes, latent_bits, seed):
     rng = np.random.default_rng(seed)
-    coder = Coder(bbans.BBANSCoding(MODELS[likelihood], latent_bits=latent_bits), bitswap=bitswap, lanes=lanes)
+    coding = (bbans.BBANSCoding(EXACT[likelihood, latent_bits]) if integer
+              else FloatBBANSCoding(MODELS[likelihood], latent_bits=latent_bits))
+    coder = Coder(coding, bitswap=bitswap, lanes=lanes)
     msg = coder.new_message(streams=streams, seed=seed % 1000)
     batches = [images(likelihood, rng, streams * int(rng.integers(1, 3))) for _ in range(2)]
     stats = [coder.encode(msg, x) for x in batches]
@@ -58,8 +76,7 @@ def test_round_trip_through_the_coder(likelihood, bitswap, streams, lanes, laten
 
 
 def test_paper_coding_settings_and_the_prior_costs_latent_bits():
-    model = MODELS["bernoulli"]
-    coding = bbans.BBANSCoding(model)
+    coding = bbans.BBANSCoding(EXACT["bernoulli", 8])
     assert (coding.latent_bits, coding.posterior_precision, coding.likelihood_precision) == (8, 20, 12)
     assert bbans.PAPER_CODING["bernoulli"] == dict(latent_bits=8, posterior_precision=14, likelihood_precision=12)
     coder = Coder(coding, lanes=4)
@@ -69,17 +86,20 @@ def test_paper_coding_settings_and_the_prior_costs_latent_bits():
     assert np.all(np.isfinite(stats.layer_bits))
     post = coding.posterior(0, x.reshape(3, -1).astype(np.int64))
     assert post.shape == (3, 3) and coding.edges.nbins == 256
-    # buckets equiprobable under N(0, 1): the prior costs exactly 8 bits per latent
+    # buckets equiprobable under N(0, 1) (their integer edges within the 2**-16 grid's rounding):
+    # the prior costs exactly 8 bits per latent
     from scipy.special import ndtr
-    assert np.allclose(np.diff(ndtr(coding.edges.table[:257])), 1 / 256)
+    assert np.allclose(np.diff(ndtr(coding.edges.table[:257] / ONE)), 1 / 256, rtol=0, atol=1e-5)
     prior = coding.prior(3)
     bits = prior.codec(np.arange(9), 24).push(Message(9, seed=0), np.arange(9) * 20)
     assert prior.shape == (3, 3) and np.all(bits == 8)
 
 
-def test_elbo_close_to_the_coded_rate():
+@pytest.mark.parametrize("integer", [True, False])
+def test_elbo_close_to_the_coded_rate(integer):
     """On a model fitted for a few steps the net rate of a batch is its -ELBO up to the
-    discretization and the one-sample ELBO's noise (here: both within 5%)."""
+    discretization and the one-sample ELBO's noise (here: both within 5%), with the integer
+    coding on the model's exact network and with the legacy float coding."""
     rng = np.random.default_rng(1)
     model = tiny("bernoulli", seed=2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -92,7 +112,9 @@ def test_elbo_close_to_the_coded_rate():
         loss.backward()
         opt.step()
     model.eval()
-    coder = Coder(bbans.BBANSCoding(model, latent_bits=10, posterior_precision=18), lanes=16)
+    coding = (bbans.BBANSCoding(exact(model, 10, (data * 255).numpy()), posterior_precision=18) if integer
+              else FloatBBANSCoding(model, latent_bits=10, posterior_precision=18))
+    coder = Coder(coding, lanes=16)
     msg = coder.new_message(seed=3)
     x = data.numpy()
     net = coder.encode(msg, x).net_bits.mean() / 784
@@ -122,8 +144,14 @@ def test_bad_configs_raise():
     with pytest.raises(ValueError):
         bbans.BBANSConfig.from_dict({"likelihood": "bernoulli", "colour": 1})
     with pytest.raises(ValueError):
-        bbans.BBANSCoding(MODELS["bernoulli"], latent_bits=15, posterior_precision=14)
-    coder = Coder(bbans.BBANSCoding(MODELS["bernoulli"]), lanes=4)
+        FloatBBANSCoding(MODELS["bernoulli"], latent_bits=15, posterior_precision=14)
+    with pytest.raises(ValueError, match="at least the latent bits"):
+        bbans.BBANSCoding(EXACT["bernoulli", 8], posterior_precision=6)
+    with pytest.raises(ValueError, match="network_batch"):
+        bbans.BBANSCoding(EXACT["bernoulli", 8], network_batch=0)
+    with pytest.raises(TypeError, match="FloatBBANSCoding"):     # the float32 model codes through legacy
+        bbans.BBANSCoding(MODELS["bernoulli"])
+    coder = Coder(bbans.BBANSCoding(EXACT["bernoulli", 8]), lanes=4)
     with pytest.raises(ValueError):                   # a binary model codes 0/1 pixels only
         coder.encode(coder.new_message(), np.full((1, 1, 28, 28), 7, np.uint8))
     with pytest.raises(ValueError):

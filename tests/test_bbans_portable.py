@@ -30,7 +30,7 @@ name, path, n, what = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 exact = em.load_shipped(name)
 x = bbans.binarize(bbans.crop28(load_dataset("mnist", "test", PACKAGED_MNIST.parent)[:n]),
                    exact.config.binarize, np.random.default_rng(0))
-coder = Coder(bbans.ExactBBANSCoding(exact), lanes=4)
+coder = Coder(bbans.BBANSCoding(exact), lanes=4)
 if what == "encode":
     msg = coder.new_message(streams=1, seed=0)
     for a in range(0, n, 4):

@@ -1,4 +1,7 @@
-"""Bit-Swap and BB-ANS: exact round trips, initial bits, rates, and bad input."""
+"""Bit-Swap and BB-ANS over the ResNet VAE's integer coding (:class:`bitswap.latent_models.
+ResNetHierarchy`: an exact network built from a tiny model, over its float bins rounded to
+integer bins): exact round trips, initial bits, rates, and bad input; the float latent bins the
+integer ones are made from."""
 
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+from bitswap import export
 from bitswap.ans import Message
 from bitswap.coders import Coder
 from bitswap.data import load_dataset
 from bitswap.discretization import (LatentBins, adaptive_counts, cached_bins, compute_bins, logistic_bins,
                                     weights_hash)
+from bitswap.intbins import IntLatentBins
+from bitswap.latent_models import ResNetHierarchy
 from bitswap.vae import ResNetVAE, VAEConfig
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -30,6 +36,24 @@ def tiny_model(nz: int, channels: int = 1, seed: int = 0) -> ResNetVAE:
 @pytest.fixture(scope="module")
 def mnist():
     return load_dataset("mnist", "test", root="/nonexistent")     # the embedded copy
+
+
+_NETWORKS = {}
+
+
+def network(model: ResNetVAE):
+    """The model's exact integer network, calibrated on the embedded MNIST test images (built
+    once per model)."""
+    key = id(model)
+    if key not in _NETWORKS:
+        images = load_dataset("mnist", "test", root="/nonexistent")[-64:]
+        _NETWORKS[key] = (model, export.build_network(model, images))
+    return _NETWORKS[key][1]
+
+
+def coding(model: ResNetVAE, bins: LatentBins, **kwargs) -> ResNetHierarchy:
+    """The coder's protocol object: the model's exact network over its bins on the integer grid."""
+    return ResNetHierarchy(network(model), IntLatentBins.from_float(bins), **kwargs)
 
 
 def encode_all(coder, msg, batches):
@@ -49,7 +73,7 @@ def test_round_trip_real_and_random(nz, bitswap, layout, mnist):
     rng = np.random.default_rng(nz)
     real = mnist[rng.choice(len(mnist), 6, replace=False)]
     noise = rng.integers(0, 256, (6, 1, 32, 32), dtype=np.uint8)
-    coder = Coder(model, bins, bitswap=bitswap, lanes=16)
+    coder = Coder(coding(model, bins), bitswap=bitswap, lanes=16)
     if layout == "one-stream":      # several batches of different sizes on one message
         msg = coder.new_message(streams=1, seed=5)
         batches = [real[:1], real[1:4], noise[:5]]
@@ -71,7 +95,7 @@ def test_round_trip_real_and_random(nz, bitswap, layout, mnist):
 def test_round_trip_every_bin_strategy(strategy, bitswap, mnist):
     model = tiny_model(2, seed=11)
     bins = compute_bins(model, quantbits=7, strategy=strategy, data=mnist[:100], nsamples=256)
-    coder = Coder(model, bins, bitswap=bitswap, lanes=4)
+    coder = Coder(coding(model, bins), bitswap=bitswap, lanes=4)
     msg = coder.new_message(streams=2, seed=3)
     batches = [mnist[100:102], mnist[102:104], mnist[104:106]]
     encode_all(coder, msg, batches)
@@ -92,7 +116,7 @@ def test_adaptive_bins_cut_initial_bits_of_a_trained_model(mnist):
     out = {}
     for strategy in ("uniform", "adaptive"):
         bins = compute_bins(model, 10, strategy, data=mnist[500:1500], nsamples=1024)
-        coder = Coder(model, bins, lanes=4)
+        coder = Coder(ResNetHierarchy(zoo.exact_network("mnist-nz2"), IntLatentBins.from_float(bins)), lanes=4)
         msg = coder.new_message(streams=1, seed=0)
         net = sum(coder.encode(msg, x[i:i + 1]).net_bits.sum() for i in range(len(x)))
         out[strategy] = (msg.initial_bits, net / (len(x) * 1024))
@@ -106,7 +130,7 @@ def test_bitswap_needs_fewer_initial_bits_than_bbans(mnist):
         bins = compute_bins(model, quantbits=8, nsamples=512)
         used = {}
         for bitswap in (True, False):
-            coder = Coder(model, bins, bitswap=bitswap, lanes=4)
+            coder = Coder(coding(model, bins), bitswap=bitswap, lanes=4)
             msg = coder.new_message(streams=5, seed=0)
             coder.encode(msg, mnist[:5])
             used[bitswap] = msg.initial_bits
@@ -118,7 +142,7 @@ def test_net_rate_matches_the_elbo(mnist):
     model = tiny_model(2, seed=2)
     bins = compute_bins(model, quantbits=10, nsamples=4096, data=mnist[:2000])
     x = mnist[2000:2064]
-    coder = Coder(model, bins, lanes=16)
+    coder = Coder(coding(model, bins), lanes=16)
     msg = coder.new_message(streams=8, seed=0)
     net = np.concatenate([coder.encode(msg, x[i:i + 8]).net_bits for i in range(0, 64, 8)])
     with torch.no_grad():
@@ -127,28 +151,31 @@ def test_net_rate_matches_the_elbo(mnist):
 
 
 def test_decoding_a_stream_written_by_another_process(tmp_path, mnist):
+    """The stored exact network and integer bins alone (no float weights) decode a stream
+    another process wrote with them."""
     model = tiny_model(2, seed=3)
-    from bitswap.vae import save_model
-    save_model(model, tmp_path / "m.pt")
-    bins = compute_bins(model, quantbits=8, nsamples=256)
-    bins.save(tmp_path / "bins.npz")
+    export.save_network(network(model), tmp_path / "net.pt")
+    IntLatentBins.from_float(compute_bins(model, quantbits=8, nsamples=256)).save(tmp_path / "bins.npz")
     np.save(tmp_path / "x.npy", mnist[:4])
     script = textwrap.dedent(f"""
         import numpy as np
-        from bitswap.vae import load_model
-        from bitswap.discretization import LatentBins
         from bitswap.coders import Coder
-        model = load_model({str(tmp_path / 'm.pt')!r})
-        coder = Coder(model, LatentBins.load({str(tmp_path / 'bins.npz')!r}), lanes=8)
+        from bitswap.exact import ExactNetwork
+        from bitswap.intbins import IntLatentBins
+        from bitswap.latent_models import ResNetHierarchy
+        coding = ResNetHierarchy(ExactNetwork.load({str(tmp_path / 'net.pt')!r}),
+                                 IntLatentBins.load({str(tmp_path / 'bins.npz')!r}))
+        coder = Coder(coding, lanes=8)
         msg = coder.new_message(streams=1, seed=9)
         x = np.load({str(tmp_path / 'x.npy')!r})
         coder.encode(msg, x[:2]); coder.encode(msg, x[2:])
         open({str(tmp_path / 'stream.ans')!r}, 'wb').write(msg.to_bytes())
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=300,
-                   env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
-    from bitswap.vae import load_model
-    coder = Coder(load_model(tmp_path / "m.pt"), LatentBins.load(tmp_path / "bins.npz"), lanes=8)
+                   env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    from bitswap.exact import ExactNetwork
+    coder = Coder(ResNetHierarchy(ExactNetwork.load(tmp_path / "net.pt"), IntLatentBins.load(tmp_path / "bins.npz")),
+                  lanes=8)
     msg = Message.from_bytes((tmp_path / "stream.ans").read_bytes())
     second, _ = coder.decode(msg, 2)
     first, _ = coder.decode(msg, 2)
@@ -159,12 +186,12 @@ def test_decoding_a_stream_written_by_another_process(tmp_path, mnist):
 def test_wrong_model_or_corrupt_stream_is_detected(mnist):
     model, other = tiny_model(2, seed=4), tiny_model(2, seed=5)
     bins = compute_bins(model, quantbits=8, nsamples=256)
-    coder = Coder(model, bins, lanes=8)
+    coder = Coder(coding(model, bins), lanes=8)
     msg = coder.new_message(seed=1)
     coder.encode(msg, mnist[:3])
     data = msg.to_bytes()
     # a different model decodes something else, and the initial bits do not come back
-    wrong = Coder(other, bins, lanes=8)
+    wrong = Coder(coding(other, bins), lanes=8)
     m = Message.from_bytes(data)
     try:
         x, _ = wrong.decode(m, 3)
@@ -182,7 +209,7 @@ def test_wrong_model_or_corrupt_stream_is_detected(mnist):
 
 def test_bad_batches_raise():
     model = tiny_model(1)
-    coder = Coder(model, compute_bins(model, quantbits=6), lanes=4)
+    coder = Coder(coding(model, compute_bins(model, quantbits=6)), lanes=4)
     msg = coder.new_message(streams=2)
     with pytest.raises(ValueError):
         coder.encode(msg, np.zeros((3, 1, 32, 32), np.uint8))        # 3 images, 2 streams
@@ -190,8 +217,12 @@ def test_bad_batches_raise():
         coder.encode(msg, np.zeros((2, 1, 28, 28), np.uint8))        # wrong shape
     with pytest.raises(ValueError):
         coder.encode(msg, np.zeros((2, 1, 32, 32), np.float32))      # not uint8
-    with pytest.raises(ValueError):
-        Coder(tiny_model(2), compute_bins(model, quantbits=6))       # bins for another depth
+    with pytest.raises(ValueError, match="nz"):                    # bins for another depth
+        coding(tiny_model(2), compute_bins(model, quantbits=6))
+    with pytest.raises(TypeError):                    # the coder takes one protocol object, never a network and bins
+        Coder(model, compute_bins(model, quantbits=6))
+    with pytest.raises(ValueError, match="lanes"):
+        Coder(coder.model, lanes=0)
 
 
 # ----------------------------------------------------------------- discretization
@@ -261,8 +292,15 @@ def test_bins_cache_is_keyed_by_weights(tmp_path):
 
 
 def test_network_outputs_do_not_depend_on_the_batch(mnist):
-    """Decoding one stream of a batch relies on this (see latent_models.network_outputs)."""
-    from bitswap.latent_models import network_outputs
+    """Decoding one stream of a batch relies on this: for the integer coding (whatever the
+    network batch) and for the legacy float path (see legacy.network_outputs)."""
+    model = tiny_model(2, seed=8)
+    bins = compute_bins(model, quantbits=6, nsamples=256)
+    full = coding(model, bins).posterior(0, mnist[:40].reshape(40, -1).astype(np.int64))
+    for B, network_batch in ((1, None), (3, None), (17, 5), (40, 1)):
+        part = coding(model, bins, network_batch=network_batch).posterior(0, mnist[:B].reshape(B, -1).astype(np.int64))
+        assert np.array_equal(part.mu, full.mu[:B]) and np.array_equal(part.scale, full.scale[:B])
+    from bitswap.legacy import network_outputs
     model = tiny_model(2, seed=8)
     x = torch.from_numpy(mnist[:40])
     full = network_outputs(model.infer, 0, x)

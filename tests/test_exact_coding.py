@@ -10,7 +10,7 @@ import pytest
 from bitswap import intbins, zoo
 from bitswap.data import PACKAGED_MNIST, load_dataset
 from bitswap.coders import Coder
-from bitswap.latent_models import ExactHierarchy
+from bitswap.latent_models import ResNetHierarchy
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def mnist_test():
 
 @pytest.fixture(scope="module")
 def hierarchy():
-    return ExactHierarchy(zoo.exact_network("mnist-nz8"), intbins.shipped("mnist-nz8"))
+    return ResNetHierarchy(zoo.exact_network("mnist-nz8"), intbins.shipped("mnist-nz8"))
 
 
 @pytest.mark.slow
@@ -55,4 +55,4 @@ def test_exact_parameters_independent_of_batching(hierarchy, mnist_test):
 
 def test_exact_hierarchy_checks_the_bins(hierarchy):
     with pytest.raises(ValueError, match="nz"):
-        ExactHierarchy(hierarchy.model, intbins.shipped("mnist-nz2"))
+        ResNetHierarchy(hierarchy.model, intbins.shipped("mnist-nz2"))

@@ -171,7 +171,7 @@ def test_round_trip_through_the_coder(nets, likelihood, bitswap, streams, lanes,
     decoded equal the bits encoded exactly, and no initial bit is left over."""
     _, exact = nets[likelihood]
     rng = np.random.default_rng(seed)
-    coder = Coder(bbans.ExactBBANSCoding(exact), bitswap=bitswap, lanes=lanes)
+    coder = Coder(bbans.BBANSCoding(exact), bitswap=bitswap, lanes=lanes)
     msg = coder.new_message(streams=streams, seed=seed % 1000)
     batches = [pixels(likelihood, streams * int(rng.integers(1, 3)), seed=int(rng.integers(1 << 30)))
                .astype(np.uint8).reshape(-1, 1, 28, 28) for _ in range(2)]
@@ -191,13 +191,13 @@ def test_the_stored_file_alone_decodes_and_network_batches_agree(nets, tmp_path)
     x = pixels("beta-binomial", 6, seed=3).astype(np.uint8).reshape(-1, 1, 28, 28)
     out = []
     for network_batch in (None, 1):
-        coder = Coder(bbans.ExactBBANSCoding(exact, network_batch=network_batch), lanes=4)
+        coder = Coder(bbans.BBANSCoding(exact, network_batch=network_batch), lanes=4)
         msg = coder.new_message(streams=2, seed=1)
         coder.encode(msg, x)
         out.append([m.to_bytes() for m in msg.split()])
     assert out[0] == out[1]
     from bitswap.ans import Message
-    coder = Coder(bbans.ExactBBANSCoding(em.ExactMLP.load(tmp_path / "m.exact.pt")), lanes=4)
+    coder = Coder(bbans.BBANSCoding(em.ExactMLP.load(tmp_path / "m.exact.pt")), lanes=4)
     msg = Message.stack([Message.from_bytes(d) for d in out[0]])
     y, _ = coder.decode(msg, 6)
     assert np.array_equal(x, y)
@@ -218,7 +218,7 @@ def test_shipped_exact_networks(name):
     assert exact.config == model.config and exact.latent_bits == bbans.CODING[model.config.likelihood]["latent_bits"]
     images = load_dataset("mnist", "test", PACKAGED_MNIST.parent)[:16]
     x = bbans.binarize(bbans.crop28(images), model.config.binarize, np.random.default_rng(0))
-    coder = Coder(bbans.ExactBBANSCoding(exact), lanes=4)
+    coder = Coder(bbans.BBANSCoding(exact), lanes=4)
     msg = coder.new_message(streams=8, seed=0)
     stats = [coder.encode(msg, x[:8]), coder.encode(msg, x[8:])]
     y2, _ = coder.decode(msg, 8)

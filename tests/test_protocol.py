@@ -1,5 +1,5 @@
-"""The coder's model protocol: a model and a distribution family defined only here code
-through the unchanged :class:`bitswap.coders.Coder` (Bit-Swap and BB-ANS), exactly."""
+"""The coder's model protocol: a model, a codec and two distribution families defined only here
+code through the unchanged :class:`bitswap.coders.Coder` (Bit-Swap and BB-ANS), exactly."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from hypothesis import strategies as st
 
 from bitswap.codecs import Codec
 from bitswap.coders import Coder
-from bitswap.distributions import Categorical, Distribution, UniformBits
+from bitswap.distributions import Distribution, UniformBits
 
 
-class TruncatedGeometricCodec(Codec):
-    """P(k) proportional to r**k over 0..K-1, one ratio per lane, as an integer table per lane:
-    a codec written against the documented extension point (``intervals`` and ``locate``)."""
+class TableCodec(Codec):
+    """A categorical per lane from its weights ``(n, K)`` as an integer table per lane: a codec
+    written against the documented extension point (``intervals`` and ``locate``)."""
 
-    def __init__(self, ratio: np.ndarray, K: int, precision: int):
-        self.n, self.precision, self.K = ratio.shape[0], precision, K
-        w = ratio[:, None] ** np.arange(K)[None, :]
-        F = np.concatenate([np.zeros((self.n, 1)), np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True)], axis=1)
+    def __init__(self, weights: np.ndarray, precision: int):
+        self.n, self.K = weights.shape
+        self.precision = precision
+        F = np.concatenate([np.zeros((self.n, 1)), np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)],
+                           axis=1)
         # C(j) = trunc(F (M - K)) + j: strictly increasing, C(0) = 0, C(K) = M
+        K = self.K
         self.table = (np.minimum(F, 1.0) * ((1 << precision) - K)).astype(np.uint64) + np.arange(K + 1, dtype=np.uint64)
         self.table[:, 0], self.table[:, K] = 0, 1 << precision
 
@@ -40,7 +42,7 @@ class TruncatedGeometricCodec(Codec):
 
 
 class TruncatedGeometric(Distribution):
-    """The toy family: its parameters (one ratio per element) and its codec."""
+    """A toy family: P(k) proportional to r**k over 0..K-1, one ratio per element."""
 
     def __init__(self, ratio, K: int):
         self.ratio = np.asarray(ratio, dtype=np.float64)
@@ -48,7 +50,19 @@ class TruncatedGeometric(Distribution):
         self.K = K
 
     def codec(self, lanes, precision):
-        return TruncatedGeometricCodec(self.ratio.reshape(-1)[lanes], self.K, min(precision, 16))
+        r = self.ratio.reshape(-1)[lanes]
+        return TableCodec(r[:, None] ** np.arange(self.K)[None, :], min(precision, 16))
+
+
+class Categorical(Distribution):
+    """Another toy family: unnormalised probabilities ``(B, D, K)`` over K symbols per element."""
+
+    def __init__(self, probs):
+        self.probs = np.asarray(probs, dtype=np.float64)
+        self.shape = self.probs.shape[:2]
+
+    def codec(self, lanes, precision):
+        return TableCodec(self.probs.reshape(-1, self.probs.shape[2])[lanes], min(precision, 16))
 
 
 class ToyModel:

@@ -12,7 +12,7 @@ from bitswap import intbins, zoo
 from bitswap.discretization import LatentBins, equal_width_bins, logistic_bins
 from bitswap.intbins import IntLatentBins
 from bitswap.intcdf import EDGE_INF, VALUE_MAX, to_fixed
-from bitswap.intcodecs import IntBinEdges, IntLogisticBins
+from bitswap.codecs import BinEdges, LogisticBins
 from bitswap.ans import Message
 
 
@@ -39,7 +39,7 @@ def test_from_float_rounds_each_edge_and_centre_to_the_grid(adaptive, tmp_path):
         assert np.array_equal(np.abs(e) <= VALUE_MAX, finite)
         assert np.abs(e - fe)[finite].max() <= 1
         assert np.abs(ib.centres[i] - to_fixed(fb.centres[i])).max() <= 1
-        IntBinEdges(e)                                    # the codec's layout holds
+        BinEdges(e)                                    # the codec's layout holds
     ib.save(tmp_path / "b.npz")
     back = IntLatentBins.load(tmp_path / "b.npz")
     assert back.digest == ib.digest and back.source_digest == fb.digest
@@ -58,7 +58,7 @@ def test_rounding_never_merges_edges():
     fb = float_bins(np.random.default_rng(0), D=2, quantbits=4)
     fb.edges[0][:, 1:-1] = fb.edges[0][:, 1:-1] * 1e-9
     fb.centres[0] *= 1e-9
-    IntBinEdges(IntLatentBins.from_float(fb).edges[0])
+    BinEdges(IntLatentBins.from_float(fb).edges[0])
 
 
 def test_load_is_safe_and_checked(tmp_path):
@@ -100,7 +100,8 @@ def test_shipped_bins_are_the_files_bins_converted():
     shipped integer bins; the others were made the same way (python -m bitswap.intbins build).
     (The float bins' own digest is not compared: numpy's log differs in the last bit between
     SIMD levels, AVX2 against AVX-512; on the 2**-16 grid the values agree.)"""
-    from bitswap.images import DEFAULT_FILE_STRATEGY, get_bins
+    from bitswap.images import DEFAULT_FILE_STRATEGY
+    from bitswap.legacy import get_bins
     fb = get_bins(zoo.load("mnist-nz1"), 10, DEFAULT_FILE_STRATEGY)
     shipped = intbins.shipped("mnist-nz1")
     assert IntLatentBins.from_float(fb).digest == shipped.digest
@@ -131,7 +132,7 @@ def test_shipped_bins_code_a_round_trip():
         D = edges.shape[0]
         mu = centres[np.arange(D), rng.integers(0, 1024, D)]
         scale = rng.integers(2000, 70000, size=D)
-        codec = IntLogisticBins(np.tile(mu, 3), np.tile(scale, 3), edges)
+        codec = LogisticBins(np.tile(mu, 3), np.tile(scale, 3), edges)
         msg = Message(codec.n, seed=0)
         x, _ = codec.pop(msg)                       # bits back, then the mirror
         codec.push(msg, x)
