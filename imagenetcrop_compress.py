@@ -75,22 +75,18 @@ def run(args) -> dict:
         if not args.baselines_only:
             if model is None:
                 name = name or lib.choose_model_name({src.channels})
-                model = lib.load_model(name, args.device)
-                bins = lib.get_bins(model, args.quantbits, args.bins)   # once, not per image
+                model = lib.load_coding(name, args.bins, args.quantbits, args.device)   # once, not per image
                 print(f"model {name}; {'Bit-Swap' if args.bitswap else 'BB-ANS'}, {args.quantbits}-bit bins; "
                       f"{len(paths)} images from {folder}", flush=True)
-            res = lib.compress([src], model, model_name=getattr(model, "name", None) or Path(name).stem,
-                               bitswap=bool(args.bitswap), quantbits=args.quantbits, strategy=args.bins,
-                               lanes=args.lanes, batch=args.batch, seed=args.seed, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty(), bins=bins,
+            res = lib.compress([src], model, bitswap=bool(args.bitswap), lanes=args.lanes, batch=args.batch,
+                               seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
                                fallback=False)      # this script measures the model
             dest = out / "bsw" / f"{path.stem}.bsw"
             atomic_write_bytes(dest, res.data)
             t_dec = float("nan")
             if not args.no_verify:
                 t = time.perf_counter()
-                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), model, device=args.device,
-                                                bins=bins)
+                (entry, px), = lib.decompress(lib.Container.from_bytes(res.data), model, device=args.device)
                 t_dec = time.perf_counter() - t
                 if not (px == src.pixels).all():
                     raise lib.ChecksumMismatchError(f"{path}: decoded image differs from the original")

@@ -213,6 +213,7 @@ def decompress_outputs(file: str, names: list[str], output: str | None) -> tuple
 def cmd_decompress(args) -> int:
     """``bitswap decompress``: decode a .bsw file, verify every image, write them as PNGs."""
     from . import api
+    from .limits import MAX_NETWORK_BATCH
 
     t0 = time.perf_counter()
     if args.network_batch is not None and not 1 <= args.network_batch <= MAX_NETWORK_BATCH:

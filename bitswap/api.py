@@ -150,17 +150,17 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
 
 
 def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | None = None, device: str = "cpu",
-                   limits: lib.Limits | None = None, network_batch: int = lib.MAX_NETWORK_BATCH,
+                   limits: lib.Limits | None = None, network_batch: int | None = None,
                    progress: bool = False, what: str = "the file", allow_new_bins: bool = False) -> list[SourceImage]:
     """:func:`decode` as :class:`~bitswap.imageio.SourceImage` objects: the samples with the
     names, modes, palettes, transparency keys and ICC profiles of the originals (what
     ``bitswap decompress`` writes to PNG files and the Pillow plugin hands to Pillow).
-    ``what`` names the data in messages (the command line gives the file's path);
+    ``network_batch`` None picks the largest that fits in ``limits``; ``what`` names the data in messages (the command line gives the file's path);
     ``allow_new_bins`` lets a file of the retired float32 network (versions 1-3) compute latent
     bins that are not cached (:mod:`bitswap.legacy`)."""
     c = _container(data)
     check_device(device)
-    if not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
+    if network_batch is not None and not 1 <= network_batch <= lib.MAX_NETWORK_BATCH:
         raise OptionError("network_batch", f"must be in 1..{lib.MAX_NETWORK_BATCH}")
     limits = limits or lib.Limits()
     lib.check_decodable(c, limits)
@@ -235,6 +235,16 @@ class FileInfo:
     images: tuple[ImageInfo, ...]
 
     @property
+    def portable(self) -> bool:
+        """Whether the file decodes bit-exactly on any machine: every image is stored classically
+        or coded with an exact integer network (version 4, version 3 with inference 1); files of
+        the float32 network (versions 1, 2, version 3 with inference 0) decode only where it
+        computes the floats it computed when compressing."""
+        if not self.payload_bytes:
+            return True
+        return self.version >= 4 or self.inference == fmt.INFERENCE_EXACT
+
+    @property
     def subpixels(self) -> int:
         """Samples of all images (width x height x channels)."""
         return sum(i.width * i.height * i.channels for i in self.images)
@@ -260,7 +270,12 @@ class FileInfo:
             lines.append(f"inference    {self.inference}: {fmt.INFERENCE_NAMES[self.inference]}")
         payload = (f"{self.payload_bytes} bytes (ANS message; {self.initial_bits} initial bits from the seed are "
                    "part of it)") if self.payload_bytes else "no ANS message (no image is coded by the model)"
-        lines += [f"payload      {payload}", f"images       {len(self.images)}, {self.subpixels} sub-pixels"]
+        portable = ("yes: decodes bit-exactly on any machine" + (" (exact integer network)" if self.payload_bytes else
+                                                                  " (no model needed)")
+                    if self.portable else "no: decodes only where the float32 network computes the floats it "
+                    "computed when compressing")
+        lines += [f"payload      {payload}", f"portable     {portable}",
+                  f"images       {len(self.images)}, {self.subpixels} sub-pixels"]
         for i in self.images:
             extra = f", palette of {i.palette_size}" if i.palette_size is not None else ""
             if i.transparency is not None:
