@@ -296,9 +296,9 @@ def info(data: BytesLike) -> FileInfo:
     """Describe a .bsw file from its header (nothing is decoded; the model is not loaded).
 
     >>> import numpy as np, bitswap
-    >>> meta = bitswap.info(bitswap.encode(np.zeros((8, 12), np.uint8)))
-    >>> meta.images[0].mode, meta.images[0].width, meta.images[0].height, meta.model
-    ('L', 12, 8, 'mnist-nz8')
+    >>> meta = bitswap.info(bitswap.encode(np.zeros((8, 12), np.uint8), model_only=True))
+    >>> meta.images[0].mode, meta.images[0].width, meta.images[0].height, meta.model, meta.portable
+    ('L', 12, 8, 'mnist-nz8', True)
     >>> print(meta)                                          # doctest: +ELLIPSIS
     model        mnist-nz8 (coding model digest ...
     """
