@@ -709,3 +709,95 @@ def test_what_compress_writes_the_default_decompress_decodes(capsys, tmp_path):
     rc, _, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "-q")
     assert rc == 0, err
     assert same_image(tmp_path / "p.png", tmp_path / "dec" / "p.png")
+
+
+# ------------------------------------------------------------------------------ option walk
+# Every option of ``bitswap compress``, one varied at a time from a baseline (the smallest
+# shipped model coding a 40x33 grey image of 4 patches): each file must be version 4, say it
+# is portable (decodes on any machine), show the option's effect and round-trip exactly.
+# (--precision is a library setting, bitswap.images.compress(precision=...), not a flag.)
+# The larger shipped models are slow-marked; every shipped ResNet model is walked.
+
+WALK_BASE = ("--model", "mnist-nz1", "--model-only")
+WALK = [
+    pytest.param((), ("mnist-nz1 (coding model digest", "Bit-Swap", "(uniform)", "seed 0"), id="baseline"),
+    pytest.param(("--bins", "adaptive"), ("(adaptive)",), id="bins-adaptive"),
+    pytest.param(("--bins", "uniform"), ("(uniform)",), id="bins-uniform"),
+    pytest.param(("--quantbits", "10"), ("10-bit latent bins",), id="quantbits-10"),
+    pytest.param(("--bbans",), ("BB-ANS",), id="bbans"),
+    pytest.param(("--lanes", "3"), ("3 lanes",), id="lanes"),
+    pytest.param(("--batch", "1"), ("batches of 1 patches",), id="batch-1"),
+    pytest.param(("--batch", "3"), ("batches of 3 patches",), id="batch-3"),
+    pytest.param(("--seed", "123456789"), ("initial-bits seed 123456789",), id="seed"),
+    pytest.param(("--device", "cpu"), ("mnist-nz1",), id="device"),
+    pytest.param(("--max-megapixels", "1", "--max-total-megapixels", "1", "--max-memory", "1500"), ("mnist-nz1",),
+                 id="limits"),
+    pytest.param(("--model", "mnist-nz2"), ("mnist-nz2 (coding model digest", "nz=2"), id="model-mnist-nz2",
+                 marks=pytest.mark.slow),
+    pytest.param(("--model", "mnist-nz4"), ("mnist-nz4 (coding model digest", "nz=4"), id="model-mnist-nz4",
+                 marks=pytest.mark.slow),
+    pytest.param(("--model", "mnist-nz8"), ("mnist-nz8 (coding model digest", "nz=8"), id="model-mnist-nz8",
+                 marks=pytest.mark.slow),
+    pytest.param(("--model", "cifar10-nz8"), ("cifar10-nz8 (coding model digest", "grey replicated to RGB"),
+                 id="model-cifar10-nz8", marks=pytest.mark.slow),
+    pytest.param(("--model", "cifar10-nz8", "--bins", "adaptive"), ("cifar10-nz8", "(adaptive)"),
+                 id="model-cifar10-nz8-adaptive", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="module")
+def walk_image(tmp_path_factory):
+    d = tmp_path_factory.mktemp("walk")
+    return save_png(d / "w.png", smooth_image(33, 40, 1, 9))
+
+
+def _walk(capsys, tmp_path, image, flags, expect) -> str:
+    tmp_path.mkdir(exist_ok=True)
+    bsw = tmp_path / "w.bsw"
+    rc, out, err = run(capsys, "compress", image, "-o", bsw, "-q", *flags)
+    assert rc == 0, err
+    rc, info, err = run(capsys, "info", bsw)
+    assert rc == 0 and ".bsw version 4" in info, err
+    assert "portable     yes: decodes bit-exactly on any machine" in info, info
+    for needle in expect:
+        assert needle in info, (needle, info)
+    rc, _, err = run(capsys, "decompress", bsw, "-o", tmp_path / "dec", "-q",
+                     *(flags[flags.index("--model"):][:2] if "--model" in flags and flags[flags.index("--model") + 1]
+                       .endswith(".bswm") else ()))
+    assert rc == 0, err
+    assert same_image(image, tmp_path / "dec" / "w.png")
+    return info
+
+
+@pytest.mark.parametrize("flags,expect", WALK)
+def test_option_walk(capsys, tmp_path, walk_image, flags, expect):
+    flags = WALK_BASE + tuple(flags)
+    if flags.count("--model") > 1:                 # a model option replaces the baseline's
+        flags = flags[2:]
+    _walk(capsys, tmp_path, walk_image, flags, expect)
+
+
+def test_option_walk_exported_model_and_fallback(env, capsys, tmp_path, walk_image):
+    """An exported model (.bswm; decompress needs it named) and the default fallback (no
+    --model-only: the tiny model loses to the classical codecs, so the file names no model
+    and decodes without one)."""
+    _walk(capsys, tmp_path / "bswm", walk_image, ("--model", str(env["grey"]), "--model-only"),
+          ("tiny-grey (coding model digest",))
+    info = _walk(capsys, tmp_path / "fallback", walk_image, ("--model", str(env["grey"])),
+                 ("model        none (every image is stored classically)",))
+    assert "coder" not in info
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (("--bins", "quantile"), "no 10-bit quantile integer latent bins are shipped for model 'mnist-nz1'"),
+    (("--quantbits", "9"), "no 9-bit uniform integer latent bins are shipped for model 'mnist-nz1'"),
+    (("--quantbits", "0"), "--quantbits must be in 1..16"),
+    (("--lanes", "65537"), "--lanes must be in"),
+    (("--batch", "70000"), "--batch must be in"),
+    (("--seed", str(1 << 63)), "--seed must be in"),
+], ids=["bins-quantile", "quantbits-9", "quantbits-0", "lanes", "batch", "seed"])
+def test_option_walk_refusals(capsys, tmp_path, walk_image, flags, needle):
+    """The settings a shipped model has no coding model for, or out of range: one clear line,
+    no file."""
+    fail(capsys, needle, "compress", walk_image, "-o", tmp_path / "w.bsw", *WALK_BASE, *flags)
+    assert not (tmp_path / "w.bsw").exists()
