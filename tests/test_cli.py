@@ -575,7 +575,7 @@ def fuzz_files(env):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.integers(0, 4), st.integers(0, 2 ** 32 - 1))
 def test_fuzz_decoder_with_recomputed_checksums(fuzz_files, which, seed):
-    """A fast derandomized subset of benchmarks/fuzz_bsw.py: a mutated v1-v3 file whose both
+    """A fast derandomized subset of benchmarks/fuzz_bsw.py: a mutated version 4 file whose both
     CRCs are recomputed reaches the decoder; the outcome is a clear error or identical pixels,
     within the time and memory bound."""
     fuzz, model, files = fuzz_files
