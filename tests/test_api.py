@@ -20,9 +20,10 @@ def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("api")
     mp = pytest.MonkeyPatch()
     mp.setenv("BITSWAP_CACHE", str(d / "cache"))
+    (d / "floats").mkdir()                 # float weights with no exported model beside them
     yield {"grey": str(save_tiny_bundle(d / "tiny-grey.bswm", 1, 1, seed=1)),
            "rgb": str(save_tiny_bundle(d / "tiny-rgb.bswm", 3, 1, seed=2)),
-           "float": str(save_tiny(d / "floats" / "float.pt", 1, 1, seed=3)) if (d / "floats").mkdir() is None else "",
+           "float": str(save_tiny(d / "floats" / "float.pt", 1, 1, seed=3)),
            "dir": d}
     mp.undo()
 

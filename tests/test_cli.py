@@ -29,11 +29,12 @@ def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     mp = pytest.MonkeyPatch()
     mp.setenv("BITSWAP_CACHE", str(d / "cache"))
+    (d / "floats").mkdir()                 # float weights with no exported model beside them
     e = {
         "grey": save_tiny_bundle(d / "tiny-grey.bswm", 1, 1, seed=1),
         "rgb": save_tiny_bundle(d / "tiny-rgb.bswm", 3, 1, seed=2),
         "other": save_tiny_bundle(d / "other.bswm", 1, 1, seed=3),
-        "float": save_tiny(d / "floats" / "float.pt", 1, 1, seed=4) if (d / "floats").mkdir() is None else None,
+        "float": save_tiny(d / "floats" / "float.pt", 1, 1, seed=4),
         "g": save_png(d / "g.png", smooth_image(33, 31, 1)),
         "c": save_png(d / "c.png", smooth_image(40, 70, 3, 1)),
         "one": save_png(d / "one.png", smooth_image(1, 1, 3, 2)),
