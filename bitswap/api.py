@@ -155,7 +155,8 @@ def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | No
     """:func:`decode` as :class:`~bitswap.imageio.SourceImage` objects: the samples with the
     names, modes, palettes, transparency keys and ICC profiles of the originals (what
     ``bitswap decompress`` writes to PNG files and the Pillow plugin hands to Pillow).
-    ``network_batch`` None picks the largest that fits in ``limits``; ``what`` names the data in messages (the command line gives the file's path);
+    ``network_batch`` None picks the largest that fits in ``limits``; ``what`` names the data
+    in messages (the command line gives the file's path);
     ``allow_new_bins`` lets a file of the retired float32 network (versions 1-3) compute latent
     bins that are not cached (:mod:`bitswap.legacy`)."""
     c = _container(data)

@@ -214,7 +214,8 @@ def test_bins_mismatch(env, bsw, capsys, tmp_path):
     other = tiny_coding(1, 1, seed=1, strategy="adaptive").bins
     payload["bins"] = {"uniform-10": torch.frombuffer(bytearray(other.to_bytes()), dtype=torch.uint8)}
     torch.save(payload, tmp_path / "mixed.bswm")
-    line = fail(capsys, "wrong model", "decompress", bsw, "-o", tmp_path / "a" / "b", "--model", tmp_path / "mixed.bswm")
+    line = fail(capsys, "wrong model", "decompress", bsw, "-o", tmp_path / "a" / "b",
+                "--model", tmp_path / "mixed.bswm")
     assert "coding model" in line
     assert not (tmp_path / "a").exists()
 
