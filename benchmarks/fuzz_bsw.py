@@ -2,11 +2,12 @@
 
     python benchmarks/fuzz_bsw.py [--cases 10000] [--seed 0]
 
-Small valid files of every format version (1, 2 and 3; model-coded, classically stored, 16-bit
-and palette images) made with a tiny random-weight model are mutated (bytes, whole words set to
-extreme values, payload words) and both checksums are recomputed: the ANS message's own CRC and
-the file's. Each case is decoded the way ``bitswap decompress`` does (bins only from the cache,
-the default limits) and counted as one of:
+Small valid files of format version 4 (model-coded, classically stored, 16-bit and palette
+images; Bit-Swap and BB-ANS) made with the coding model of a tiny random-weight model (exact
+network and integer bins) are mutated (bytes, whole words set to extreme values, payload words;
+a mutated version field makes the reader take them as files of versions 1-3) and both checksums
+are recomputed: the ANS message's own CRC and the file's. Each case is decoded the way ``bitswap
+decompress`` does (float bins never computed, the default limits) and counted as one of:
 
 - ``decoded``: decoded, checksums verified, and every image identical to the original;
 - ``error: <class>``: a clear error (a ``ValueError`` subclass: what the CLI reports as one line);
@@ -41,17 +42,21 @@ _EXTREMES = [0, 1, 2, 255, 256, 65535, 65536, 1 << 20, (1 << 31) - 1, 1 << 31, (
 
 
 def build(seed: int = 0):
-    """(model, originals, files): a tiny grey model and valid files of every version, each
-    with the SourceImages it holds. Populates the bins cache ($BITSWAP_CACHE) as compress does."""
+    """(coding model, files): the coding model of a tiny grey random-weight model (its exact
+    network and integer uniform bins) and valid files, each with the SourceImages it holds."""
     import torch
 
-    from bitswap import images as lib
+    from bitswap import export, images as lib, zoo
+    from bitswap.discretization import compute_bins
+    from bitswap.intbins import IntLatentBins
     from bitswap.vae import ResNetVAE, VAEConfig
 
     torch.manual_seed(seed)
-    model = ResNetVAE(VAEConfig(x_channels=1, nz=1, zchannels=1, width=8, blocks=2, nprocessing=1, dropout=0.0))
-    model.name = "fuzz-grey"
+    net = ResNetVAE(VAEConfig(x_channels=1, nz=1, zchannels=1, width=8, blocks=2, nprocessing=1, dropout=0.0))
     rng = np.random.default_rng(seed)
+    calibration = rng.integers(0, 256, (16, 1, 32, 32), dtype=np.uint8)
+    model = zoo.CodingModel("fuzz-grey", export.build_network(net, calibration),
+                            IntLatentBins.from_float(compute_bins(net, 10, "uniform", nsamples=256)))
     y, x = np.mgrid[0:24, 0:21]             # one patch each: cheap cases, every path still taken
     smooth = (128 + 60 * np.sin(x / 5.0) * np.cos(y / 4.0)).astype(np.uint8)
     grey = lib.SourceImage(smooth[None], name="grey")
@@ -60,10 +65,9 @@ def build(seed: int = 0):
     pal = lib.SourceImage(np.repeat(smooth[None, :8, :8] // 64 * 64, 3, axis=0), "P", name="pal",
                           extra=b"\x03" + bytes(np.repeat(np.arange(0, 256, 64, dtype=np.uint8), 3)))
     files = []
-    for version, srcs, fallback in [(3, [grey, tiny], False), (3, [tiny, wide, pal], True), (3, [wide], False),
-                                    (2, [tiny, grey], False), (1, [grey], False)]:
-        res = lib.compress(srcs, model, format_version=version, fallback=fallback, strategy="uniform",
-                           lanes=512)
+    for srcs, fallback, bitswap in [([grey, tiny], False, True), ([tiny, wide, pal], True, True),
+                                    ([wide], False, True), ([tiny, grey], False, False), ([grey], False, True)]:
+        res = lib.compress(srcs, model, bitswap=bitswap, fallback=fallback, lanes=512)
         files.append((res.data, srcs))
     return model, files
 
@@ -161,7 +165,7 @@ def main(argv=None) -> int:
         counts[outcome.split(": ", 2)[0] + (": " + outcome.split(": ")[1] if ": " in outcome else "")] += 1
         if outcome.startswith(("crash", "wrong", "over")):
             print(f"case {k}: {outcome}", file=sys.stderr)
-    print(f"{args.cases} mutated files (seed {args.seed}, versions 1-3, checksums recomputed), "
+    print(f"{args.cases} mutated files (seed {args.seed}, version 4, checksums recomputed), "
           f"{time.perf_counter() - t0:.0f} s:")
     for outcome, n in counts.most_common():
         print(f"  {n:6d}  {outcome}")

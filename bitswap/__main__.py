@@ -146,7 +146,7 @@ def cmd_compress(args) -> int:
               f"{len(res.data)} bytes, {res.bits_per_subpixel:.4f} bits per sub-pixel "
               f"(PNG {8 * png / res.subpixels:.4f}: {len(res.data) / png:.3f}x the PNG size; "
               f"{res.initial_bits} initial bits included); "
-              f"model {res.container.header.model_name}"
+              f"{'model ' + res.container.header.model_name if res.container.header.model_name else 'no model'}"
               f"{' (planes coded as grey images)' if planes else ''}, {time.perf_counter() - t0:.1f} s")
         for k, e in enumerate(res.container.header.images):
             print(f"  {e.name}: {_method_line(e, res.alpha_costs.get(k, {}))}")

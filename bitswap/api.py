@@ -152,7 +152,7 @@ def decode(data: BytesLike, *, model: str | os.PathLike | None = None, device: s
 
 
 def decode_sources(data: BytesLike | Container, *, model: str | os.PathLike | None = None, device: str = "cpu",
-                   limits: lib.Limits | None = None, network_batch: int | None = lib.MAX_NETWORK_BATCH,
+                   limits: lib.Limits | None = None, network_batch: int | None = None,
                    progress: bool = False, what: str = "the file", allow_new_bins: bool = False) -> list[SourceImage]:
     """:func:`decode` as :class:`~bitswap.imageio.SourceImage` objects: the samples with the
     names, modes, palettes, transparency keys and ICC profiles of the originals (what
@@ -250,6 +250,16 @@ class FileInfo:
     images: tuple[ImageInfo, ...]
 
     @property
+    def portable(self) -> bool:
+        """Whether the file decodes bit-exactly on any machine: every image is stored classically
+        or coded with an exact integer network (version 4, version 3 with inference 1); files of
+        the float32 network (versions 1, 2, version 3 with inference 0) decode only where it
+        computes the floats it computed when compressing."""
+        if not self.payload_bytes:
+            return True
+        return self.version >= 4 or self.inference == fmt.INFERENCE_EXACT
+
+    @property
     def subpixels(self) -> int:
         """Samples of all images (width x height x channels, a stored alpha channel counted)."""
         return sum(i.width * i.height * i.coded_channels for i in self.images)
@@ -275,7 +285,12 @@ class FileInfo:
             lines.append(f"inference    {self.inference}: {fmt.INFERENCE_NAMES[self.inference]}")
         payload = (f"{self.payload_bytes} bytes (ANS message; {self.initial_bits} initial bits from the seed are "
                    "part of it)") if self.payload_bytes else "no ANS message (no image is coded by the model)"
-        lines += [f"payload      {payload}", f"images       {len(self.images)}, {self.subpixels} sub-pixels"]
+        portable = ("yes: decodes bit-exactly on any machine" + (" (exact integer network)" if self.payload_bytes else
+                                                                  " (no model needed)")
+                    if self.portable else "no: decodes only where the float32 network computes the floats it "
+                    "computed when compressing")
+        lines += [f"payload      {payload}", f"portable     {portable}",
+                  f"images       {len(self.images)}, {self.subpixels} sub-pixels"]
         for i in self.images:
             extra = f", palette of {i.palette_size}" if i.palette_size is not None else ""
             if i.transparency is not None:
@@ -304,9 +319,9 @@ def info(data: BytesLike) -> FileInfo:
     """Describe a .bsw file from its header (nothing is decoded; the model is not loaded).
 
     >>> import numpy as np, bitswap
-    >>> meta = bitswap.info(bitswap.encode(np.zeros((8, 12), np.uint8)))
-    >>> meta.images[0].mode, meta.images[0].width, meta.images[0].height, meta.model
-    ('L', 12, 8, 'mnist-nz8')
+    >>> meta = bitswap.info(bitswap.encode(np.zeros((8, 12), np.uint8), model_only=True))
+    >>> meta.images[0].mode, meta.images[0].width, meta.images[0].height, meta.model, meta.portable
+    ('L', 12, 8, 'mnist-nz8', True)
     >>> print(meta)                                          # doctest: +ELLIPSIS
     model        mnist-nz8 (coding model digest ...
     """

@@ -425,6 +425,9 @@ def float_decoder(c, model, device, limits, bins, allow_new_bins: bool):
     from .coders import Coder
     from .limits import bins_bytes, decode_memory
     h = c.header
+    if isinstance(model, zoo.CodingModel):
+        raise ModelError(f"this file (version {c.version}) was coded with the float32 network of {h.model_name!r}: "
+                         f"a coding model ({model.name!r}, exact integers) does not decode it")
     if model is None or isinstance(model, str):
         model = zoo.load(model or h.model_name, device=str(device or "cpu"))
     check_model(h, model)

@@ -1,7 +1,7 @@
 """bitswap.encode / decode / info: every kind of input comes back with the same dtype, shape
 and samples, and everything refused raises one of bitswap's exceptions.
 
-Tiny random models (a weights file, given as ``model``) keep these fast; with them the model
+Tiny random models (exported model files, .bswm, given as ``model``) keep these fast; with them the model
 loses to PNG, so ``model_only=True`` exercises the model's coding and the default the
 classical fallback. The shipped models are exercised by the docstring examples (test_docs)."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cli_fixtures import save_tiny, smooth_image
+from cli_fixtures import save_tiny, save_tiny_bundle, smooth_image
 
 import bitswap
 from bitswap import container, errors, imageio, images, zoo
@@ -20,8 +20,11 @@ def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("api")
     mp = pytest.MonkeyPatch()
     mp.setenv("BITSWAP_CACHE", str(d / "cache"))
-    yield {"grey": str(save_tiny(d / "tiny-grey.pt", 1, 1, seed=1)),
-           "rgb": str(save_tiny(d / "tiny-rgb.pt", 3, 1, seed=2)), "dir": d}
+    (d / "floats").mkdir()                 # float weights with no exported model beside them
+    yield {"grey": str(save_tiny_bundle(d / "tiny-grey.bswm", 1, 1, seed=1)),
+           "rgb": str(save_tiny_bundle(d / "tiny-rgb.bswm", 3, 1, seed=2)),
+           "float": str(save_tiny(d / "floats" / "float.pt", 1, 1, seed=3)),
+           "dir": d}
     mp.undo()
 
 
@@ -94,7 +97,15 @@ def test_info_is_what_the_cli_prints(tiny, tmp_path, capsys):
     first, second = meta.images
     assert (first.name, first.mode, first.width, first.height, first.channels) == ("image0000", "I;16", 6, 5, 1)
     assert second.mode == "RGB" and second.coding is None and second.stored_bytes == min(second.costs.values())
-    assert set(second.costs) >= {"model", "PNG"} and meta.scheme == "Bit-Swap" and meta.quantbits == 10
+    assert set(second.costs) >= {"model", "PNG"}
+    # everything stored classically: version 4 records no model identity and no coder settings
+    assert meta.model == "" and meta.model_digest == "00" * 32 and meta.payload_bytes == 0
+    assert "model        none (every image is stored classically)" in out and "coder " not in out
+    coded = bitswap.info(bitswap.encode(np.zeros((5, 6), np.uint8), model=tiny["grey"], model_only=True, seed=3))
+    assert (coded.model, coded.scheme, coded.quantbits, coded.bins, coded.seed) == ("tiny-grey", "Bit-Swap", 10,
+                                                                                    "uniform", 3)
+    assert coded.model_digest_kind == "coding model digest" and coded.model_digest != "00" * 32
+    assert meta.version == 4 and meta.portable and "portable     yes: decodes bit-exactly on any machine" in out
 
 
 def test_transparency_and_icc_through_pillow_info(tiny):
@@ -158,6 +169,11 @@ def test_errors_name_no_flag(tiny):
         (bitswap.LimitError, "in all", lambda: bitswap.encode([a, a], max_total_megapixels=1.5e-4)),
         (bitswap.LimitError, "memory limit", lambda: bitswap.decode(data, max_memory=1e-4)),
         (bitswap.ModelError, "unknown model", lambda: bitswap.encode(a, model="no-such-model")),
+        (bitswap.ModelError, "holds float weights, which do not code files: export them first",
+         lambda: bitswap.encode(a, model=tiny["float"])),
+        (bitswap.ModelError, "has no 9-bit uniform latent bins",
+         lambda: bitswap.encode(a, model=tiny["grey"], quantbits=9)),
+        (bitswap.ModelError, "wrong model", lambda: bitswap.decode(data, model=tiny["rgb"])),
         (bitswap.ModelError, "which cannot be loaded here", lambda: bitswap.decode(data)),
         (bitswap.FormatError, "bad magic", lambda: bitswap.decode(b"GIF89a" + bytes(40))),
         (bitswap.FormatError, "checksum mismatch", lambda: bitswap.info(data[:40] + bytes([data[40] ^ 1]) + data[41:])),

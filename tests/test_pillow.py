@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cli_fixtures import save_tiny, smooth_image
+from cli_fixtures import save_tiny_bundle, smooth_image
 from PIL import Image
 
 import bitswap
@@ -21,7 +21,7 @@ def grey(tmp_path_factory):
     d = tmp_path_factory.mktemp("pillow")
     mp = pytest.MonkeyPatch()
     mp.setenv("BITSWAP_CACHE", str(d / "cache"))
-    path = str(save_tiny(d / "tiny-grey.pt", 1, 1, seed=1))
+    path = str(save_tiny_bundle(d / "tiny-grey.bswm", 1, 1, seed=1))
     mp.setitem(plugin.decode_options, "model", path)
     yield path
     mp.undo()
