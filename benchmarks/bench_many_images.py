@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--counts", type=int, nargs="+", default=[1024, 8192, 65536])
     ap.add_argument("--cli", action="store_true", help="also time `bitswap decompress` writing the PNG files")
     args = ap.parse_args(argv)
+    from bitswap import api
     from bitswap import images as lib
     from bitswap.__main__ import main as cli
     from bitswap.container import Container
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         c = Container.from_bytes(data)
         t1 = time.perf_counter()
-        lib.describe(c, len(data))
+        api.describe(c, len(data))
         t2 = time.perf_counter()
         out = lib.decompress(c, None)
         t3 = time.perf_counter()

@@ -344,6 +344,16 @@ def _alpha_info(e: fmt.ImageEntry, mchannels: int) -> dict:
     return {"alpha": fmt.METHODS[e.alpha], "alpha_bytes": e.alpha_length}
 
 
+def describe(c: Container, nbytes: int | None = None) -> str:
+    """A human-readable summary of a container: what ``bitswap info`` prints, the text of
+    :class:`FileInfo` (``bitswap.info`` gives the same as data). A file whose coder fields
+    disagree with what would decode it is refused (:func:`bitswap.images.check_coding_fields`),
+    as by decompress."""
+    if c.model_coded:
+        lib.check_coding_fields(c)
+    return str(file_info(c, nbytes))
+
+
 def file_info(c: Container, size: int | None = None) -> FileInfo:
     """:func:`info` of a parsed :class:`~bitswap.container.Container` (``size``: the file's bytes)."""
     h = c.header

@@ -671,14 +671,3 @@ def coding_description(e: ImageEntry, mchannels: int) -> str:
     if e.coding == CODING_REPLICATE:
         return f"{split}, each replicated to RGB" if p > 1 else "grey replicated to RGB"
     return split
-
-
-def describe(c: Container, nbytes: int | None = None) -> str:
-    """A human-readable summary of a container: what ``bitswap info`` prints, the text of
-    :class:`bitswap.api.FileInfo` (``bitswap.info`` gives the same as data). A file whose coder
-    fields disagree with what would decode it is refused (:func:`check_coding_fields`), as by
-    decompress."""
-    from .api import file_info
-    if c.model_coded:
-        check_coding_fields(c)
-    return str(file_info(c, nbytes))

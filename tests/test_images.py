@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from cli_fixtures import save_png, smooth_image, tiny_coding
 
+from bitswap import api
 from bitswap import images as lib
 from bitswap.container import CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Container
 from bitswap.data import PACKAGED_MNIST, read_idx
@@ -305,7 +306,7 @@ def test_a_file_needs_the_coding_model_it_names(grey):
         lib.decompress(res.container)
     c = Container.from_bytes(GOLDEN_GREY.read_bytes())
     other = Container.from_bytes(Container(replace(c.header, model_hash=bytes(32)), c.payload, 3).to_bytes())
-    assert "inference    1: exact integer network" in lib.describe(other)
+    assert "inference    1: exact integer network" in api.describe(other)
     with pytest.raises(lib.ModelError, match="exact integer network .* not installed"):
         lib.decompress(other)
 
@@ -404,7 +405,7 @@ def test_many_classical_images_take_linear_work(monkeypatch):
 
     def work(data):
         c = Container.from_bytes(data)
-        lib.describe(c, len(data))
+        api.describe(c, len(data))
         out = lib.decompress(c, None)
         assert len(out) == len(c.header.images)
 
@@ -441,7 +442,7 @@ def test_exact_header_fields_that_disagree_with_the_decoder_are_corruption(mnist
     such a file corrupt, naming the field."""
     c = _golden_with(**fields)
     with pytest.raises(lib.ContainerError, match=needle):
-        lib.describe(c)
+        api.describe(c)
     with pytest.raises(lib.ContainerError, match=needle):
         lib.decompress(c, mnist)
 
@@ -488,7 +489,7 @@ def test_info_says_how_each_image_was_coded(grey, rgb):
                               fallback=False).container for ch, m in ((1, grey), (3, rgb))}
     for channels, entry, want in cases:
         c = files[channels]
-        text = lib.describe(Container.from_bytes(Container(replace(c.header, images=[entry]), c.payload).to_bytes()))
+        text = api.describe(Container.from_bytes(Container(replace(c.header, images=[entry]), c.payload).to_bytes()))
         line = next(t for t in text.splitlines() if t.startswith(f"  {entry.name}:"))
         assert f"{entry.mode}, coded {want}, pixel crc32" in line, line
 
