@@ -59,3 +59,30 @@ def test_crc_repair_lets_a_mutation_through_to_the_decoder(harness):
     assert raw == "error: FormatError"                          # caught by the file's CRC
     assert repaired in ("error: ChecksumError", "error: FormatError", "decoded"), repaired
     assert mod.fix_crcs(bytes(data[1:])) != bytes(data[1:])
+
+
+# What the fuzzers found: each file (tests/fuzz_findings, both CRCs valid) once ended in another
+# exception than a bitswap.errors.Error. (file, the error it must end in when decoded with the
+# fuzz model as a CodingModel, words of its message); through bitswap.decode, given the model's
+# exported file, it must end in some bitswap.errors.Error.
+FINDINGS = [
+    # a header whose quantbits (1) and precision (9) agree with each other but not with the
+    # 10-bit latent bins of the coding model its digest names: ValueError from the codec
+    ("quantbits-unlike-the-models.bsw", "FormatError", "1-bit uniform latent bins"),
+]
+
+
+@pytest.mark.parametrize("name,error,words", FINDINGS)
+def test_fuzz_findings_end_in_a_clear_error(harness, name, error, words):
+    import bitswap
+    from bitswap import images
+    from bitswap.container import Container
+    mod, models = harness
+    data = (ROOT / "tests" / "fuzz_findings" / name).read_bytes()
+    assert mod.run_one(bytes([0]) + data, models) == f"error: {error}"
+    c = Container.from_bytes(data)
+    model = models.get(c.header.model_hash.hex()) or next(iter(models.values()))
+    with pytest.raises(getattr(bitswap.errors, error), match=words):
+        images.decompress(c, model, limits=images.Limits(0.05, 0.1, 96))
+    with pytest.raises(bitswap.errors.Error):
+        bitswap.decode(data, model=mod._bundle_for(data, models))
