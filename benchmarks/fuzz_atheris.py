@@ -248,7 +248,8 @@ def main() -> None:
     def test_one_input(data: bytes) -> None:
         run_one(data, models)
 
-    atheris.Setup(sys.argv, test_one_input)
+    # libFuzzer re-runs argv[0] for -merge=1 and -fork: make it this interpreter and script
+    atheris.Setup([f"{sys.executable} {Path(__file__).resolve()}"] + sys.argv[1:], test_one_input)
     atheris.Fuzz()
 
 
