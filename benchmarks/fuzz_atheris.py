@@ -3,7 +3,7 @@
     pip install -e .[fuzz]                       # atheris: the fuzzer only, not the replay
     python benchmarks/fuzz_atheris.py --seeds fuzz-seeds       # write the seed corpus once
     nice python benchmarks/fuzz_atheris.py fuzz-corpus fuzz-seeds \\
-        -max_len=8192 -timeout=20 -rss_limit_mb=3072 -max_total_time=3600
+        -max_len=8192 -timeout=120 -rss_limit_mb=3072 -max_total_time=3600
     python benchmarks/fuzz_atheris.py -merge=1 tests/fuzz_corpus fuzz-corpus   # keep what reaches new code
 
 libFuzzer mutates whole inputs; its first byte chooses what the harness does with the rest
