@@ -2,22 +2,23 @@
 
     python benchmarks/fuzz_bsw.py [--cases 10000] [--seed 0]
 
-Small valid files of format version 4 (model-coded, classically stored, 16-bit and palette
-images; Bit-Swap and BB-ANS) made with the coding model of a tiny random-weight model (exact
-network and integer bins) are mutated (bytes, whole words set to extreme values, payload words;
-a mutated version field makes the reader take them as files of versions 1-3) and both checksums
-are recomputed: the ANS message's own CRC and the file's. Each case is decoded the way ``bitswap
-decompress`` does (float bins never computed, the default limits) and counted as one of:
+Small valid version 4 files (model-coded grey, RGB as planes, grey replicated to RGB, alpha coded
+by the model, classical-only and mixed files, palette, 16-bit, mode 1 and colour-keyed images;
+see ``benchmarks/fuzz_atheris.py``'s seed files) made with the tiny random-weight coding models
+of ``tests/fuzz_models`` are mutated (bytes, whole words set to extreme values, header bytes,
+payload words) and both checksums are recomputed: the ANS message's own CRC and the file's.
+Each case is decoded the way ``bitswap decompress`` does (the default limits) and counted as one of:
 
 - ``decoded``: decoded, checksums verified, and every image identical to the original;
-- ``error: <class>``: a clear error (a ``ValueError`` subclass: what the CLI reports as one line);
+- ``error: <class>``: a clear error (a :class:`bitswap.errors.Error`: what the CLI reports as one line);
 - ``crash: <class>``: any other exception (a bug);
 - ``over bound``: more than ``--max-seconds`` or more than ``--max-mb`` of numpy/Python memory
   (tracemalloc peak) for one case;
 - ``wrong pixels``: decoded without an error but different from the original (a bug).
 
-The summary must read 0 crashes, 0 over the bound, 0 wrong pixels. ``tests/test_cli.py`` runs a
-fast derandomized subset of the same cases (:func:`make_cases`, :func:`run_case`).
+The summary must read 0 crashes, 0 over the bound, 0 wrong pixels. ``benchmarks/fuzz_atheris.py``
+fuzzes the same reader coverage-guided; ``tests/test_cli.py`` runs a fast derandomized subset of
+these cases (:func:`make_cases`, :func:`run_case`).
 """
 
 from __future__ import annotations
@@ -41,35 +42,20 @@ _EXTREMES = [0, 1, 2, 255, 256, 65535, 65536, 1 << 20, (1 << 31) - 1, 1 << 31, (
              (1 << 64) - 1]
 
 
+def _harness():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fuzz_atheris", Path(__file__).with_name("fuzz_atheris.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def build(seed: int = 0):
-    """(coding model, files): the coding model of a tiny grey random-weight model (its exact
-    network and integer uniform bins) and valid files, each with the SourceImages it holds."""
-    import torch
-
-    from bitswap import export, images as lib, zoo
-    from bitswap.discretization import compute_bins
-    from bitswap.intbins import IntLatentBins
-    from bitswap.vae import ResNetVAE, VAEConfig
-
-    torch.manual_seed(seed)
-    net = ResNetVAE(VAEConfig(x_channels=1, nz=1, zchannels=1, width=8, blocks=2, nprocessing=1, dropout=0.0))
-    rng = np.random.default_rng(seed)
-    calibration = rng.integers(0, 256, (16, 1, 32, 32), dtype=np.uint8)
-    model = zoo.CodingModel("fuzz-grey", export.build_network(net, calibration),
-                            IntLatentBins.from_float(compute_bins(net, 10, "uniform", nsamples=256)))
-    y, x = np.mgrid[0:24, 0:21]             # one patch each: cheap cases, every path still taken
-    smooth = (128 + 60 * np.sin(x / 5.0) * np.cos(y / 4.0)).astype(np.uint8)
-    grey = lib.SourceImage(smooth[None], name="grey")
-    tiny = lib.SourceImage(rng.integers(0, 256, (1, 3, 5), dtype=np.uint8), name="tiny")
-    wide = lib.SourceImage(rng.integers(0, 256, (2, 9, 7), dtype=np.uint8), "I;16", name="wide")
-    pal = lib.SourceImage(np.repeat(smooth[None, :8, :8] // 64 * 64, 3, axis=0), "P", name="pal",
-                          extra=b"\x03" + bytes(np.repeat(np.arange(0, 256, 64, dtype=np.uint8), 3)))
-    files = []
-    for srcs, fallback, bitswap in [([grey, tiny], False, True), ([tiny, wide, pal], True, True),
-                                    ([wide], False, True), ([tiny, grey], False, False), ([grey], False, True)]:
-        res = lib.compress(srcs, model, bitswap=bitswap, fallback=fallback, lanes=512)
-        files.append((res.data, srcs))
-    return model, files
+    """(models, files): the fuzz coding models (digest -> CodingModel) and valid version 4 files,
+    each with the SourceImages it holds. ``seed`` is unused (the files are fixed)."""
+    harness = _harness()
+    models = harness.load_models()
+    return models, list(harness.seed_files(models).values())
 
 
 def fix_checksums(data: bytes, original: bytes) -> bytes:
@@ -119,22 +105,25 @@ def make_cases(files, count: int, seed: int):
         yield mutate(rng, data), srcs
 
 
-def run_case(model, data: bytes, srcs, max_seconds: float = MAX_SECONDS, max_mb: float = MAX_MB) -> str:
-    """Decode like ``bitswap decompress`` and classify the outcome (see the module docstring)."""
+def run_case(models, data: bytes, srcs, max_seconds: float = MAX_SECONDS, max_mb: float = MAX_MB) -> str:
+    """Decode like ``bitswap decompress`` and classify the outcome (see the module docstring).
+    ``models``: digest -> CodingModel (the one a file names, else any: a wrong-model error)."""
     from bitswap import images as lib
     from bitswap.container import Container
+    from bitswap.errors import Error
 
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
         c = Container.from_bytes(data)
         lib.check_decodable(c)
-        out = lib.decompress(c, model if c.model_coded else None, allow_new_bins=False)
+        model = models.get(c.header.model_hash.hex()) or next(iter(models.values()))
+        out = lib.decompress(c, model if c.model_coded else None)
         outcome = "decoded"
         if len(out) != len(srcs) or any(e.mode != s.mode or not np.array_equal(px, s.pixels)
                                         for (e, px), s in zip(out, srcs)):
             outcome = "wrong pixels"
-    except ValueError as exc:
+    except Error as exc:
         outcome = f"error: {type(exc).__name__}"
     except Exception as exc:  # noqa: BLE001 - counting crashes is the point
         outcome = f"crash: {type(exc).__name__}: {exc}"
@@ -151,21 +140,32 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop after this much wall-clock time and summarise the cases run so far")
+    ap.add_argument("--save-dir", default=None, help="write each crashing, over-bound or wrong case's bytes here")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
     os.environ.setdefault("BITSWAP_CACHE", tempfile.mkdtemp(prefix="bitswap-fuzz-"))
-    model, files = build(args.seed)
+    models, files = build(args.seed)
     counts = collections.Counter()
     t0 = time.perf_counter()
+    done = 0
     for k, (data, srcs) in enumerate(make_cases(files, args.cases, args.seed)):
-        if k and k % 1000 == 0:
+        if args.max_minutes is not None and time.perf_counter() - t0 > 60 * args.max_minutes:
+            break
+        if k and k % 100 == 0:
             print(f"  ... {k} cases, {time.perf_counter() - t0:.0f} s: {dict(counts)}", file=sys.stderr, flush=True)
-        outcome = run_case(model, data, srcs)
+        outcome = run_case(models, data, srcs)
         counts[outcome.split(": ", 2)[0] + (": " + outcome.split(": ")[1] if ": " in outcome else "")] += 1
         if outcome.startswith(("crash", "wrong", "over")):
             print(f"case {k}: {outcome}", file=sys.stderr)
-    print(f"{args.cases} mutated files (seed {args.seed}, version 4, checksums recomputed), "
+            if args.save_dir:
+                from bitswap.fileio import atomic_write_bytes
+                Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(Path(args.save_dir) / f"case-{k}.bsw", data)
+        done += 1
+    print(f"{done} mutated files (seed {args.seed}, version 4, checksums recomputed), "
           f"{time.perf_counter() - t0:.0f} s:")
     for outcome, n in counts.most_common():
         print(f"  {n:6d}  {outcome}")

@@ -507,6 +507,11 @@ def _coding_model(c: Container, model, device) -> CodingModel:
     if coding.digest != h.model_hash.hex() or coding.nz != h.nz or coding.channels != h.model_channels:
         raise ModelError(f"wrong model: the file was coded with the coding model {h.model_hash.hex()[:16]} of "
                          f"{h.model_name!r}, the one given ({coding.name!r}) is {coding.digest[:16]}")
+    if (coding.quantbits, coding.strategy) != (h.quantbits, h.strategy):
+        # the digest covers the bins: a header naming other ones is damaged (and its precision,
+        # checked against its own quantbits, may not fit the real bins)
+        raise ContainerError(f"corrupt .bsw file (its header says {h.quantbits}-bit {h.strategy} latent bins, the "
+                             f"coding model its digest names has {coding.quantbits}-bit {coding.strategy} ones)")
     return coding
 
 
