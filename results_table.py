@@ -55,10 +55,22 @@ def _f(x, spec=".2f"):
     return "-" if x is None else format(x, spec)
 
 
+def coded_with(runs: dict) -> str:
+    """Which network computed the coded distributions: the exact integer one (result files
+    that record it) or the retired float32 one (result files written before every experiment
+    coded through exact integers)."""
+    def kind(run):
+        return "exact" if str(run.get("inference", "")).startswith("exact") else "float32"
+    kinds = {scheme: kind(run) for scheme, run in runs.items() if run}
+    if len(set(kinds.values())) == 1:
+        return next(iter(kinds.values()))
+    return ", ".join(f"{'Bit-Swap' if scheme == 'bitswap' else 'BB-ANS'} {k}" for scheme, k in kinds.items())
+
+
 def compression_table(results: Path) -> str:
     rows = ["| Dataset | nz | model | -ELBO | net | BB-ANS after 1 / 50 / 100 | Bit-Swap after 1 / 50 / 100 "
-            "| experiments | paper: -ELBO, net, BB-ANS, Bit-Swap |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| experiments | coded with | paper: -ELBO, net, BB-ANS, Bit-Swap |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     found = False
     for ds in DATASETS:
         for nz in (1, 2, 4, 8):
@@ -84,7 +96,7 @@ def compression_table(results: Path) -> str:
             rows.append(f"| {ds}{' (per 28x28 pixel)' if u != 1.0 else ''} | {nz} | "
                         f"{any_run.get('model', '?')} | {u * s['elbo']:.3f} | "
                         f"{min(nets):.3f} | {after(runs['bbans'])} | {after(runs['bitswap'])} | "
-                        f"{any_run['experiments']} x {any_run['ndatapoints']} | {ptxt} |")
+                        f"{any_run['experiments']} x {any_run['ndatapoints']} | {coded_with(runs)} | {ptxt} |")
     return "\n".join(rows) if found else "(no compression results yet: run the *_compress.py scripts)"
 
 
