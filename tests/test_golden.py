@@ -1,6 +1,6 @@
 """Golden files of format version 4 (tests/golden/v4_*.bsw, described in tests/golden/README.md):
 one per shipped ResNet model, one with adaptive latent bins, one BB-ANS, one whose images are
-all stored classically. Each must decode to the pixels whose SHA-256 is recorded here, forever
+all stored classically, and an experiment stream of each BB-ANS paper model. Each must decode to the pixels whose SHA-256 is recorded here, forever
 (a change is a breaking change of the format), on any machine (exact integers: test_portable.py
 decodes them under other CPU settings), and ``bitswap info`` must call it portable.
 
@@ -30,10 +30,17 @@ V4 = {
     "v4_mnist_nz2_adaptive.bsw": ("mnist-nz2", "54cb2777c272cda1b36561196cce1a6cbc75f8ae937ad1e1ed5a0d6a08c691e7"),
     "v4_mnist_nz1_bbans.bsw": ("mnist-nz1", "1f7e8fb677e97a96ca3b1cbebee62df0dba0df76b290d66a5a37af0220dbd4e6"),
     "v4_classical.bsw": ("", "b8b7460727a54c47d58ea5f7f860907356b5b1883b70f15e1081f9503ac5afa2"),
+    # the BB-ANS paper's models: experiment streams (mnist_compress.py --model NAME) of two digits
+    "v4_bbans_raw.bsw": ("bbans-raw", "55cc4568f5cc65dda552d22ceb509f72cebca5c5fca50d2a3a94557c5d0e0fe7"),
+    "v4_bbans_binary.bsw": ("bbans-binary", "52350f8bfe3a2ef3f17965f2f3e34d183e3962a49fe4e8fb6ed6c762ffdb56df"),
+    "v4_bbans_binary_round.bsw": ("bbans-binary-round",
+                                  "d3fd75209cb314fc851ed6fd513be0b112a1caed2b6336c5fde0647b50e695c8"),
 }
-QUICK = ("v4_mnist_nz1.bsw", "v4_classical.bsw")
+QUICK = ("v4_mnist_nz1.bsw", "v4_classical.bsw", "v4_bbans_binary.bsw")
 # The ResNet models shipped with a coding model (exact network + integer bins): each has a golden file.
 RESNET_MODELS = ("mnist-nz1", "mnist-nz2", "mnist-nz4", "mnist-nz8", "cifar10-nz8")
+# The BB-ANS paper's models (exact integer MLPs): each has a golden experiment stream.
+BBANS_MODELS = ("bbans-raw", "bbans-binary", "bbans-binary-round")
 
 
 def pixel_sha256(decoded) -> str:
@@ -50,12 +57,13 @@ def _params():
     return [pytest.param(name, id=name, marks=() if name in QUICK else pytest.mark.slow) for name in V4]
 
 
-def test_every_shipped_resnet_model_has_a_golden_file():
+def test_every_shipped_model_has_a_golden_file():
     from bitswap import zoo
     assert {p.name for p in GOLDEN.glob("v4_*.bsw")} == set(V4)
     shipped = {n for n, e in zoo.manifest().items() if "bins" in e}
     assert shipped == set(RESNET_MODELS), shipped
-    assert {model for model, _ in V4.values()} - {""} == set(RESNET_MODELS)
+    assert set(zoo.manifest()) == set(RESNET_MODELS) | set(BBANS_MODELS)
+    assert {model for model, _ in V4.values()} - {""} == set(RESNET_MODELS) | set(BBANS_MODELS)
     adaptive = [n for n in V4 if Container.from_bytes((GOLDEN / n).read_bytes()).header.strategy == "adaptive"
                 and V4[n][0]]
     assert adaptive == ["v4_mnist_nz2_adaptive.bsw"]
