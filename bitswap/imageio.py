@@ -69,6 +69,12 @@ class SourceImage:
             self.mode = {1: "L", 3: "RGB", 2: "I;16", 6: "RGB;16"}[p.shape[0]]
         if p.shape[0] not in plane_counts(self.mode):
             raise ImageError(f"mode {self.mode} with {p.shape[0]} byte planes")
+        if self.mode == "P" and (not self.extra or self.extra[0] != p.shape[0]
+                                 or (len(self.extra) - 1) % self.extra[0]):
+            # a palette image's planes hold its palette colours (restored to indices at the end),
+            # one per palette channel: anything else could not be restored
+            raise ImageError(f"mode P with {p.shape[0]} byte planes needs a palette of {p.shape[0]} channels "
+                             f"(the planes hold palette colours, not indices)")
 
     @property
     def wide(self) -> bool:

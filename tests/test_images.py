@@ -536,3 +536,14 @@ def test_compress_refuses_what_decompress_would_refuse(grey):
     # with the fallback the file is judged as written: this one stores the image as PNG
     stored = lib.compress([src], grey, limits=half)
     assert stored.container.payload == b"" and len(lib.decompress(stored.container, None, limits=half)) == 1
+
+
+def test_palette_planes_must_match_the_palette():
+    """A palette image's planes hold its palette colours, one plane per palette channel: one
+    plane of indices under an RGB palette is refused as an ImageError, not a crash later."""
+    pal = b"\x03" + bytes(range(12))
+    with pytest.raises(lib.ImageError, match="palette of 1 channels"):
+        lib.SourceImage(np.zeros((1, 4, 4), np.uint8), "P", extra=pal)
+    with pytest.raises(lib.ImageError, match="mode P"):
+        lib.SourceImage(np.zeros((3, 4, 4), np.uint8), "P", extra=b"")
+    lib.SourceImage(np.zeros((3, 4, 4), np.uint8), "P", extra=pal)      # colours of an RGB palette
