@@ -113,15 +113,17 @@ def test_exact_bbans_files_decode_in_another_environment(sources, kind):
 
 
 GOLDEN = ROOT / "tests" / "golden"
-# The golden version 4 file of every shipped ResNet model (tests/test_golden.py checks the list).
+# The golden version 4 file of every shipped model (tests/test_golden.py checks the list): the
+# ResNet VAEs, and the BB-ANS paper's MLPs (experiment streams).
 GOLDEN_V4 = ("v4_mnist_nz1", "v4_mnist_nz2", "v4_mnist_nz4", "v4_mnist_nz8", "v4_cifar10_nz8",
-             "v4_mnist_nz2_adaptive", "v4_mnist_nz1_bbans")
+             "v4_mnist_nz2_adaptive", "v4_mnist_nz1_bbans", "v4_bbans_raw", "v4_bbans_binary",
+             "v4_bbans_binary_round")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GOLDEN_V4)
 def test_golden_v4_files_decode_in_every_environment(tmp_path, name):
-    """Each shipped ResNet model's golden file, decoded through the command line under each
+    """Each shipped model's golden file, decoded through the command line under each
     condition (other CPU ISA for ATen and oneDNN, oneDNN off, one thread, numpy SIMD off,
     one patch per network call), gives the committed images sample for sample."""
     import shutil
