@@ -145,7 +145,7 @@ def run_one(data: bytes, models: dict) -> str:
             return "decoded"
         c = Container.from_bytes(body)
         str(api.info(body))
-        lib.describe(c, len(body))
+        api.describe(c, len(body))
         model = models.get(c.header.model_hash.hex()) or next(iter(models.values()))
         with pixel_checksums_accepted() if mode == "pixels" else contextlib.nullcontext():
             decoded = lib.decompress(c, model, limits=limits, network_batch=4)
