@@ -21,6 +21,7 @@ from bitswap import images as lib
 from bitswap.__main__ import main
 from bitswap.container import ALPHA_ABSENT, METHOD_MODEL, METHODS, Container
 from bitswap.errors import ChecksumError, FormatError, ImageError
+from conftest import skip_outside_ci
 
 H, W = 21, 26          # one 32x32 patch per plane: every round trip codes few patches
 
@@ -370,7 +371,7 @@ def test_shipped_model_codes_digit_masks_as_alpha():
     from bitswap import zoo
     from bitswap.data import PACKAGED_MNIST, pad_to_32, read_idx
     if "mnist-nz1" not in zoo.available():
-        pytest.skip("mnist-nz1 is not installed")
+        skip_outside_ci("mnist-nz1 is not installed")
     digits = pad_to_32(read_idx(next(PACKAGED_MNIST.glob("t10k-images*")))[:4])[:, 0]
     alpha = digits.reshape(2, 2, 32, 32).transpose(0, 2, 1, 3).reshape(64, 64)
     la = np.dstack([smooth_image(64, 64, 1), alpha])

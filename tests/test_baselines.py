@@ -12,6 +12,7 @@ import pytest
 
 from bitswap import baselines
 from bitswap.baselines import Codec, View, benchmark, format_table, run_codec
+from conftest import skip_outside_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_CODECS = [n for n, c in baselines.REGISTRY.items() if c.kind == "image"]
@@ -51,7 +52,7 @@ def _images():
 def test_image_codec_round_trips(name, kind):
     codec = baselines.REGISTRY[name]
     if not baselines.is_available(codec):
-        pytest.skip(f"{name} unavailable in this build")
+        skip_outside_ci(f"{name} unavailable in this build")
     img = _images()[kind]
     data = codec.encode(img)
     assert isinstance(data, (bytes, bytearray)) and len(data) > 0

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, skip_outside_ci
 
 # numpy's PCG64 integers are the same on every platform, so both batteries see the same inputs.
 LOGISTIC_BATTERY = r"""
@@ -101,7 +101,7 @@ def test_same_intervals_without_numpy_simd(name):
     from test_portable import _numpy_simd
     simd = _numpy_simd()
     if not simd:
-        pytest.skip("numpy dispatches no SIMD extensions on this CPU")
+        skip_outside_ci("numpy dispatches no SIMD extensions on this CPU")
     env = {"NPY_DISABLE_CPU_FEATURES": simd}
     check = subprocess.run(
         [sys.executable, "-c", "from numpy._core._multiarray_umath import __cpu_features__ as f, "

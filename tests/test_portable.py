@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_data_dir
+from conftest import shared_data_dir, skip_outside_ci
 
 from bitswap.data import PACKAGED_MNIST, load_dataset
 
@@ -62,7 +62,7 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("portable")
     data = shared_data_dir()
     if data is None:
-        pytest.skip("shared datasets not available (../shared/data)")
+        skip_outside_ci("shared datasets not available (../shared/data)")
     rgb = np.asarray(Image.open(data / "kodak" / "kodim20.png").convert("RGB"))[200:232, 300:364]
     Image.fromarray(np.ascontiguousarray(rgb)).save(d / "rgb.png")
     digits = load_dataset("mnist", "test", PACKAGED_MNIST.parent)[:4, 0, 2:30, 2:30]
