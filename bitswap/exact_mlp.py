@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from . import bbans
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, read_payload
 from .intcdf import PARAM_FRAC, SCALE_MAX, to_fixed
 from .codecs import BB_FRAC, P_BITS, check_edges
 
@@ -282,15 +282,7 @@ class ExactMLP:
              sha256: str | None = None) -> "ExactMLP":
         """Read a stored network: ``ValueError`` for a file that is not one, whose SHA-256 is not
         ``sha256`` (when given), or whose integers break a bound."""
-        data = Path(path).read_bytes()
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError(f"{path}: SHA-256 does not match")
-        try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{path}: not a loadable {FORMAT} file ({e})") from e
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} file")
+        payload = read_payload(path, FORMAT, sha256)
         if payload.get("version") != VERSION or payload.get("table_frac") != TABLE_FRAC:
             raise ValueError(f"{path}: unsupported {FORMAT} version {payload.get('version')!r}")
         try:

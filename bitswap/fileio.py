@@ -218,3 +218,23 @@ def remove_stale_temporaries(folder: str | os.PathLike, max_age: float = 600.0) 
         except OSError:
             pass
     return removed
+
+
+def read_payload(path, fmt: str, sha256: str | None = None) -> dict:
+    """The dict stored in a ``torch.save`` file of format ``fmt`` (its ``"format"`` key), loaded
+    with ``weights_only=True`` (never unpickling code). ``ValueError`` for a file whose SHA-256
+    is not ``sha256`` (when given), that does not load, or that is not of that format."""
+    import hashlib
+    import io
+
+    import torch
+    data = Path(path).read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path}: SHA-256 does not match")
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a loadable {fmt} file ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"{path}: not a {fmt} file")
+    return payload

@@ -35,15 +35,14 @@ networks (``ExactVAE.load``); nothing builds one any more. Its outputs are those
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .fileio import read_payload
 from .exact import exact_backends as _exact_backends
 from .vae import VAEConfig
 
@@ -214,15 +213,7 @@ class ExactVAE:
              sha256: str | None = None) -> "ExactVAE":
         """Read a stored integer model (``ValueError`` on a file that is not one, or whose
         SHA-256 differs from ``sha256`` when given)."""
-        data = Path(path).read_bytes()
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError(f"{path}: SHA-256 does not match")
-        try:
-            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{path}: not a loadable {FORMAT} file ({e})") from e
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} file")
+        payload = read_payload(path, FORMAT, sha256)
         if payload.get("version") != VERSION or payload.get("param_frac") != PARAM_FRAC:
             raise ValueError(f"{path}: unsupported {FORMAT} version {payload.get('version')!r}")
         try:
