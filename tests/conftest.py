@@ -45,3 +45,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# The tiny coding models (exact network + integer bins) most library-level tests code with;
+# built once per test session (a test module may define its own ``grey``/``rgb``).
+@pytest.fixture(scope="session")
+def grey():
+    from cli_fixtures import tiny_coding
+    return tiny_coding(1, 2, seed=1, name="tiny-grey")
+
+
+@pytest.fixture(scope="session")
+def rgb():
+    from cli_fixtures import tiny_coding
+    return tiny_coding(3, 2, seed=2, name="tiny-rgb")

@@ -27,16 +27,6 @@ H, W = 21, 26          # one 32x32 patch per plane: every round trip codes few p
 
 
 @pytest.fixture(scope="module")
-def grey():
-    return tiny_coding(1, 2, seed=1, name="tiny-grey")
-
-
-@pytest.fixture(scope="module")
-def rgb():
-    return tiny_coding(3, 2, seed=2, name="tiny-rgb")
-
-
-@pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return save_tiny_bundle(tmp_path_factory.mktemp("alpha-model") / "tiny-grey.bswm", 1, 2, seed=3)
 

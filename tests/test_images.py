@@ -16,16 +16,6 @@ from bitswap.container import CODING_DIRECT, CODING_PLANES, CODING_REPLICATE, Co
 from bitswap.data import PACKAGED_MNIST, read_idx
 from bitswap.zoo import ModelError
 
-@pytest.fixture(scope="module")
-def grey():
-    return tiny_coding(1, 2, seed=1, name="tiny-grey")
-
-
-@pytest.fixture(scope="module")
-def rgb():
-    return tiny_coding(3, 2, seed=2, name="tiny-rgb")
-
-
 def round_trip(srcs, coding, **kw):
     kw.setdefault("fallback", False)       # these tests exercise the model (tiny random ones lose to PNG)
     res = lib.compress(srcs, coding, **kw)
