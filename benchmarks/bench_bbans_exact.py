@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 from bitswap import bbans, inttables, zoo                                 # noqa: E402
 from bitswap.coders import Coder                                          # noqa: E402
 from bitswap.data import PACKAGED_MNIST, load_dataset                     # noqa: E402
-from bitswap.exact_mlp import load_shipped                                # noqa: E402
 from bitswap.experiments import partition_indices, run_experiments, summarize  # noqa: E402
 from bitswap.legacy import FloatBBANSCoding                              # noqa: E402
 
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     test = load_dataset("mnist", "test", args.data)
     for name in args.model.split(","):
         model = zoo.load(name)
-        codings = {"float": FloatBBANSCoding(model), "exact": bbans.BBANSCoding(load_shipped(name))}
+        codings = {"float": FloatBBANSCoding(model), "exact": bbans.BBANSCoding(zoo.exact_network(name))}
         x = bbans.binarize(bbans.crop28(test), model.config.binarize, np.random.default_rng(args.seed))
         idx = partition_indices(len(x), args.experiments, args.ndatapoints, args.seed)
         print(f"{name}: {args.experiments} x {args.ndatapoints} test images, {args.lanes} lanes, one thread")

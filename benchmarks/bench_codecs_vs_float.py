@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bitswap import intbins, zoo
+from bitswap import zoo
 from bitswap.ans import Message
 from bitswap.codecs import BinEdges, DiscretizedLogistic, LogisticBins
 from bitswap.coders import Coder
@@ -90,7 +90,7 @@ def run(name, label, images, lanes):
     # differ only by their codecs; the shipped integer bins were made the same way, from float
     # bins computed on another machine (numpy's log differs in the last bit between SIMD levels)
     ibins = IntLatentBins.from_float(fbins)
-    shipped = "equal to" if ibins.digest == intbins.shipped(name).digest else "not byte-equal to"
+    shipped = "equal to" if ibins.digest == zoo.shipped_bins(name).digest else "not byte-equal to"
     print(f"{name}: integer bins from the float bins, {shipped} the shipped ones")
     fedges = {i: FloatBinEdges(fbins.layer_edges(i)) for i in range(1, model.nz + 1)}
     iedges = {i: BinEdges(ibins.layer_edges(i)) for i in range(1, model.nz + 1)}

@@ -37,10 +37,10 @@ file is loaded (:func:`check_network`); a file whose integers break one is refus
 ``infer(0, x)`` -> ``(mu, std)`` int64 on the 2**-16 grid; ``generate(0, z)`` -> ``(a, b)``
 (2**-20 grid) or ``(p,)`` (out of 2**32), for the integer centres ``z``.
 
-``python -m bitswap.exact_mlp build --model bbans-raw`` writes the shipped file
-``bitswap/assets/models/bbans_raw.exact.pt`` and records it in the model's manifest entry (``exact``: file,
-SHA-256, digest, -ELBO); ``python -m bitswap.exact_mlp hash --exact FILE`` prints
-per-image output digests (compare machines).
+``python -m bitswap.export bbans-raw --network`` (:func:`bitswap.export.build_bbans_network`)
+writes the shipped file ``bitswap/assets/models/bbans_raw.exact.pt`` and records it in the
+model's manifest entry (``exact``: file, SHA-256, digest, -ELBO); ``python -m bitswap.exact_mlp
+hash --exact FILE`` prints per-image output digests (compare machines).
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ import math
 import os
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,8 +64,7 @@ from .fileio import atomic_write_bytes, read_payload
 from .intcdf import PARAM_FRAC, SCALE_MAX, to_fixed
 from .codecs import BB_FRAC, P_BITS, check_edges
 
-__all__ = ["ExactMLP", "QuantSpec", "check_network", "from_model", "build", "load_shipped",
-           "exact_elbo_parts", "measure_elbo", "output_digests", "FORMAT", "VERSION"]
+__all__ = ["ExactMLP", "QuantSpec", "check_network", "from_model", "exact_elbo_parts", "measure_elbo", "output_digests", "FORMAT", "VERSION"]
 
 FORMAT = "bitswap-bbans-exact"
 VERSION = 1
@@ -530,51 +528,7 @@ def from_model(model: bbans.BBANSVAE, images: np.ndarray, spec: QuantSpec | None
     return ExactMLP(payload)
 
 
-# ------------------------------------------------------------------ shipped networks, CLI
-
-def _asset_name(name: str) -> str:
-    return f"{name.replace('-', '_')}.exact.pt"
-
-
-def calibration_images(root, n: int = 0, seed: int = 0) -> np.ndarray:
-    """MNIST training images for calibration: all of them (``n = 0``) or a seeded subset."""
-    from .data import load_dataset
-    train = load_dataset("mnist", "train", root, download=False)
-    if n and n < len(train):
-        train = train[np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))]
-    return np.ascontiguousarray(train)
-
-
-def build(name: str, data_root, out: str | os.PathLike | None = None, spec: QuantSpec | None = None,
-          n: int = 0, latent_bits: int = 8) -> tuple[ExactMLP, Path, str, dict]:
-    """Build the exact network of a shipped BB-ANS model, calibrated on ``n`` MNIST training
-    images (0: all), and measure its test -ELBO. Without ``out`` it is written beside the
-    weights and recorded in the model's manifest entry (``exact``). Returns (network, path,
-    sha256, figures)."""
-    from . import zoo
-    from .data import load_dataset
-    model = zoo.load(name)
-    if not isinstance(model, bbans.BBANSVAE):
-        raise ValueError(f"{name} is not a BB-ANS model")
-    exact = from_model(model, calibration_images(data_root, n), spec, latent_bits)
-    elbo_exact, elbo_float = measure_elbo(exact, model, load_dataset("mnist", "test", data_root))
-    path = Path(out) if out else zoo.ASSETS / _asset_name(name)
-    sha = exact.save(path)
-    figures = {"exact_test_elbo": elbo_exact, "float_test_elbo_same_noise": elbo_float}
-    if out is None:
-        zoo.record_exact(name, {"file": path.name, "sha256": sha, "digest": exact.digest(), "format": f"{FORMAT} {VERSION}",
-                                "spec": {**exact.payload["spec"], "latent_bits": exact.latent_bits},
-                                "calibration": exact.payload["calibration"] + " (MNIST training set)",
-                                "test_elbo": elbo_exact, "float_test_elbo": elbo_float,
-                                "elbo_images": "the 10,000 MNIST test images, one posterior sample"})
-    return exact, path, sha, figures
-
-
-def load_shipped(name: str, device: str | torch.device = "cpu") -> ExactMLP:
-    """The exact network shipped with BB-ANS model ``name`` (hash-checked against the manifest)."""
-    from . import zoo
-    return zoo.exact_network(name, device=device)
-
+# ------------------------------------------------------------------ output digests, CLI
 
 def bucket_of(exact: ExactMLP, mu: np.ndarray) -> np.ndarray:
     """The bucket holding each integer posterior mean (exact integer search over the edges)."""
@@ -612,29 +566,9 @@ def output_digests(exact: ExactMLP, images: np.ndarray, batch: int) -> list[str]
     return out
 
 
-def default_data_root() -> Path:
-    """../shared/data beside the checkout (or a level higher, for a worktree), else ./data: where
-    the MNIST training set for calibration usually is (the ResNet builder's convention; it lives
-    in a module being rewritten, so it is not imported from there)."""
-    repo = Path(__file__).resolve().parents[1]
-    for c in (repo.parent / "shared" / "data", repo.parents[1] / "shared" / "data"):
-        if c.is_dir():
-            return c
-    return Path("data")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bitswap.exact_mlp", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build the integer network of a shipped BB-ANS model")
-    b.add_argument("--model", required=True, help="bbans-raw, bbans-binary or bbans-binary-round")
-    b.add_argument("--data", default=str(default_data_root()))
-    b.add_argument("--out", default=None, help="write here instead of shipping it (no manifest change)")
-    b.add_argument("--images", type=int, default=0, help="calibration training images (0: all 60,000)")
-    b.add_argument("--hidden-bits", type=int, default=QuantSpec.hidden_bits)
-    b.add_argument("--centre-bits", type=int, default=QuantSpec.centre_bits)
-    b.add_argument("--margin", type=float, default=QuantSpec.margin)
-    b.add_argument("--latent-bits", type=int, default=8, help="buckets per latent: 2**N")
     h = sub.add_parser("hash", help="per image, the SHA-256 of every output of a stored network on seeded "
                                      "images (an exact network prints the same lines everywhere)")
     h.add_argument("--exact", required=True, help="a stored exact network (.exact.pt)")
@@ -644,21 +578,14 @@ def main(argv=None) -> int:
     h.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
     args = ap.parse_args(argv)
     try:
-        if args.cmd == "hash":
-            if args.no_mkldnn:
-                torch.backends.mkldnn.enabled = False
-            exact = ExactMLP.load(args.exact)
-            for d in output_digests(exact, hash_images(args.images, exact.raw, args.seed), args.batch):
-                print(d)
-            return 0
-        spec = QuantSpec(args.hidden_bits, args.centre_bits, args.margin)
-        exact, path, sha, figures = build(args.model, args.data, args.out, spec, args.images, args.latent_bits)
+        if args.no_mkldnn:
+            torch.backends.mkldnn.enabled = False
+        exact = ExactMLP.load(args.exact)
+        for d in output_digests(exact, hash_images(args.images, exact.raw, args.seed), args.batch):
+            print(d)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{path}  {path.stat().st_size} bytes  sha256 {sha}")
-    print(f"test -ELBO: exact {figures['exact_test_elbo']:.5f}, float (same noise) "
-          f"{figures['float_test_elbo_same_noise']:.5f} bits/pixel  {exact.describe()}")
     return 0
 
 

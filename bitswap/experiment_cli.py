@@ -113,7 +113,7 @@ def _exact_network(model, args, images: np.ndarray):
     latent_bits = args.quantbits or bbans.CODING[model.config.likelihood]["latent_bits"]
     entry = zoo.manifest().get(getattr(model, "name", ""), {})
     if "exact" in entry:
-        exact = exact_mlp.load_shipped(model.name)
+        exact = zoo.exact_network(model.name)
         if exact.latent_bits == latent_bits:
             return exact.to(args.device), f"shipped {entry['exact']['file']}"
     try:

@@ -3,6 +3,7 @@
     python -m bitswap.export mnist-nz8 --network          # a shipped model: rebuild its network
     python -m bitswap.export mnist-nz8 --bins adaptive    # ... or make a bin setting it lacks
     python -m bitswap.export runs/x/model.pt --out x.exact.pt
+    python -m bitswap.export bbans-raw --network          # a BB-ANS paper model's exact MLP
 
 The exact network (:mod:`bitswap.exact`) is a post-training quantization of a
 :class:`~bitswap.vae.ResNetVAE`:
@@ -46,12 +47,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import bbans, exact_mlp
 from .exact import EXACT_LIMIT, FORMAT, PARAM_FRAC, SCALE_FRAC, SCALE_LIMIT, SCALE_RANGE, VERSION, ExactNetwork, conv_bound
 from .fileio import atomic_write
 from .vae import LOG2E, ResNetVAE, _Path, discretized_logistic_logp, logistic_eps, logistic_logp
 
-__all__ = ["QuantSpec", "build_network", "calibration_images", "default_data_root", "save_network",
-           "exact_elbo", "float_elbo"]
+__all__ = ["QuantSpec", "build_network", "build_bbans_network", "calibration_images", "default_data_root",
+           "save_network", "exact_elbo", "float_elbo"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,12 @@ def default_data_root() -> Path:
 
 
 def calibration_images(dataset: str, root, n: int = 512, seed: int = 0) -> np.ndarray:
-    """``n`` training images of ``dataset`` (a fixed random subset) for calibration."""
+    """``n`` training images of ``dataset`` (a fixed random subset; ``n = 0``: all of them, in
+    order) for calibration."""
     from .data import load_dataset
     train = load_dataset(dataset, "train", root, download=False)
-    pick = np.sort(np.random.default_rng(seed).choice(len(train), min(n, len(train)), replace=False))
+    n = min(n or len(train), len(train))
+    pick = np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))
     return np.ascontiguousarray(train[pick])
 
 
@@ -356,6 +360,36 @@ def exact_elbo(net: ExactNetwork, images: np.ndarray, batch: int = 50) -> float:
     return _elbo(infer, generate, net.nz, images, batch)
 
 
+# ------------------------------------------------------------------ BB-ANS paper models
+
+def build_bbans_network(name: str, data_root, out=None, spec=None, n: int = 0,
+                        bucket_bits: int = 8) -> tuple:
+    """The exact integer MLP (:mod:`bitswap.exact_mlp`) of shipped BB-ANS model ``name``,
+    calibrated on ``n`` MNIST training images (0: all), ``2**bucket_bits`` buckets per latent,
+    with its test -ELBO measured on the 10,000 MNIST test images. Without ``out`` it is written
+    beside the weights and recorded in the model's manifest entry (``exact``). Returns
+    (network, path, sha256, figures)."""
+    from . import zoo
+    from .data import load_dataset
+    model = zoo.load(name)
+    if not isinstance(model, bbans.BBANSVAE):
+        raise ValueError(f"{name} is not a BB-ANS model")
+    exact = exact_mlp.from_model(model, calibration_images("mnist", data_root, n), spec, bucket_bits)
+    elbo_exact, elbo_float = exact_mlp.measure_elbo(exact, model, load_dataset("mnist", "test", data_root,
+                                                                              download=False))
+    path = Path(out) if out else zoo.ASSETS / f"{name.replace('-', '_')}.exact.pt"
+    sha = exact.save(path)
+    figures = {"exact_test_elbo": elbo_exact, "float_test_elbo_same_noise": elbo_float}
+    if out is None:
+        zoo.record_exact(name, {"file": path.name, "sha256": sha, "digest": exact.digest(),
+                                "format": f"{exact_mlp.FORMAT} {exact_mlp.VERSION}",
+                                "spec": {**exact.payload["spec"], "latent_bits": exact.latent_bits},
+                                "calibration": exact.payload["calibration"] + " (MNIST training set)",
+                                "test_elbo": elbo_exact, "float_test_elbo": elbo_float,
+                                "elbo_images": "the 10,000 MNIST test images, one posterior sample"})
+    return exact, path, sha, figures
+
+
 # -------------------------------------------------------------------------------------- CLI
 
 def _export_network(model, name: str, args, out: Path) -> dict:
@@ -372,6 +406,21 @@ def _export_network(model, name: str, args, out: Path) -> dict:
     return record
 
 
+def _export_bbans(name: str, shipped: bool, args) -> int:
+    """``--network`` for a BB-ANS paper model: its exact MLP (no latent bins: it codes with the
+    buckets its network stores)."""
+    if not shipped or args.bins or not args.network:
+        raise ValueError(f"{args.model} is a BB-ANS model: only --network of a shipped one is exported "
+                         f"(it codes with the buckets its exact network stores, not latent bins)")
+    spec = exact_mlp.QuantSpec(args.hidden_bits, args.centre_bits, args.margin)
+    exact, path, sha, figures = build_bbans_network(name, args.data, args.out, spec, args.images or 0,
+                                                    args.bucket_bits)
+    print(f"{path}  {path.stat().st_size} bytes  sha256 {sha}")
+    print(f"test -ELBO: exact {figures['exact_test_elbo']:.5f}, float (same noise) "
+          f"{figures['float_test_elbo_same_noise']:.5f} bits/pixel  {exact.describe()}")
+    return 0
+
+
 def main(argv=None) -> int:
     from . import zoo
     from .data import file_digest
@@ -386,15 +435,25 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="where to write: for a weights file the exported model (default: "
                                                 "X.bswm beside X.pt)")
     ap.add_argument("--data", default=str(default_data_root()), help="dataset root (calibration and test images)")
-    ap.add_argument("--images", type=int, default=512, help="calibration training images")
-    ap.add_argument("--elbo-images", type=int, default=2000, help="test images for the -ELBO figures (0: skip)")
-    ap.add_argument("--act-bits", type=int, default=QuantSpec.act_bits)
-    ap.add_argument("--latent-bits", type=int, default=QuantSpec.latent_bits)
+    ap.add_argument("--images", type=int, default=None, help="calibration training images (default: 512 for a "
+                                                             "ResNet VAE, all 60,000 for a BB-ANS model: 0)")
+    ap.add_argument("--elbo-images", type=int, default=2000, help="test images for a ResNet VAE's -ELBO figures "
+                                                                  "(0: skip; a BB-ANS model uses all 10,000)")
+    ap.add_argument("--act-bits", type=int, default=QuantSpec.act_bits, help="ResNet VAE: activation grid bits")
+    ap.add_argument("--latent-bits", type=int, default=QuantSpec.latent_bits, help="ResNet VAE: latent grid bits")
+    mlp = exact_mlp.QuantSpec
+    ap.add_argument("--hidden-bits", type=int, default=mlp.hidden_bits, help="BB-ANS model: hidden range bits")
+    ap.add_argument("--centre-bits", type=int, default=mlp.centre_bits, help="BB-ANS model: bucket centre bits")
+    ap.add_argument("--margin", type=float, default=mlp.margin, help="BB-ANS model: calibrated range margin")
+    ap.add_argument("--bucket-bits", type=int, default=8, help="BB-ANS model: 2**N buckets per latent")
     args = ap.parse_args(argv)
     try:
         shipped = args.model in zoo.manifest()
         model = zoo.load(args.model)
         name = args.model if shipped else Path(args.model).stem
+        if isinstance(model, bbans.BBANSVAE):
+            return _export_bbans(name, shipped, args)
+        args.images = 512 if args.images is None else args.images
         if not shipped:
             out = Path(args.out) if args.out else Path(args.model).with_suffix(zoo.BUNDLE_SUFFIX)
             settings = [(s, args.quantbits) for s in (args.bins or ["uniform", "adaptive"])]

@@ -518,14 +518,14 @@ def _coding_model(c: Container, model, device) -> CodingModel:
 def _exact1_decoder(c: Container, model, device, limits: Limits, network_batch: int | None):
     """The coder of a version 3 exact-network file: the network (current or retired) whose
     digest the file records, and the shipped integer bins whose digest it records."""
-    from . import intbins, zoo
+    from . import zoo
     from .coders import Coder
     from .latent_models import ResNetHierarchy
     h = c.header
     name = model if isinstance(model, str) else (getattr(model, "name", None) or h.model_name)
     try:
         exact_net = zoo.exact_network(name, digest=h.model_hash.hex(), device=device or "cpu")
-        int_bins = intbins.shipped(name, h.strategy, h.quantbits)
+        int_bins = zoo.shipped_bins(name, h.strategy, h.quantbits)
     except ModelError as exc:
         raise ModelError(f"this file was coded with the exact integer network {h.model_hash.hex()[:16]} of "
                          f"{h.model_name!r}, which is not installed here ({exc})") from None

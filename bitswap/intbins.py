@@ -22,7 +22,7 @@ Storage (``.npz``, read with ``allow_pickle=False``): a layer is stored either a
 The digest is over the expanded bins, so how a layer is stored never changes it. Shipped
 files live beside the weights in ``bitswap/assets/models/``, listed in the model's manifest
 entry under ``bins`` (``uniform-10``, ``adaptive-10``: strategy and bits) with their SHA-256
-and digest; :func:`shipped` checks both. :mod:`bitswap.export` makes them.
+and digest; :func:`bitswap.zoo.shipped_bins` loads them and checks both. :mod:`bitswap.export` makes them.
 """
 
 from __future__ import annotations
@@ -216,26 +216,7 @@ def _expand(s: dict, K: int) -> tuple[np.ndarray, np.ndarray]:
     return edges, centres
 
 
-# ------------------------------------------------------------------ shipped bins
+# ------------------------------------------------------------------ bin settings
 def setting(strategy: str, quantbits: int) -> str:
     """The manifest key of a bin setting: ``uniform-10``."""
     return f"{strategy}-{int(quantbits)}"
-
-
-def shipped(name: str, strategy: str = "uniform", quantbits: int = 10) -> IntLatentBins:
-    """The integer bins shipped with model ``name`` for a bin setting (SHA-256 and digest checked)."""
-    from .data import file_digest
-    from .zoo import ASSETS, ModelError, manifest
-    entry = manifest().get(name, {}).get("bins", {}).get(setting(strategy, quantbits))
-    if entry is None:
-        raise ModelError(f"no {quantbits}-bit {strategy} integer latent bins are shipped for model {name!r}")
-    path = ASSETS / entry["file"]
-    if not path.is_file() or file_digest(path, "sha256") != entry["sha256"]:
-        raise ModelError(f"integer latent bins of {name} are missing or corrupt: {path}")
-    try:
-        bins = IntLatentBins.load(path)
-    except ValueError as exc:
-        raise ModelError(str(exc)) from exc
-    if bins.digest != entry["digest"] or (bins.strategy, bins.quantbits) != (strategy, quantbits):
-        raise ModelError(f"integer latent bins of {name}: the file's bins differ from the manifest's")
-    return bins

@@ -176,6 +176,24 @@ class BBANSCodingModel:
         from .bbans import BBANSCoding
         return BBANSCoding(self.network, self.posterior_precision, self.likelihood_precision, network_batch)
 
+def shipped_bins(name: str, strategy: str = "uniform", quantbits: int = 10):
+    """The integer latent bins (:class:`bitswap.intbins.IntLatentBins`) shipped with model
+    ``name`` for a bin setting, SHA-256 and digest checked against the manifest."""
+    from .intbins import IntLatentBins, setting
+    entry = manifest().get(name, {}).get("bins", {}).get(setting(strategy, quantbits))
+    if entry is None:
+        raise ModelError(f"no {quantbits}-bit {strategy} integer latent bins are shipped for model {name!r}")
+    path = ASSETS / entry["file"]
+    if not path.is_file() or file_digest(path, "sha256") != entry["sha256"]:
+        raise ModelError(f"integer latent bins of {name} are missing or corrupt: {path}")
+    try:
+        bins = IntLatentBins.load(path)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc
+    if bins.digest != entry["digest"] or (bins.strategy, bins.quantbits) != (strategy, quantbits):
+        raise ModelError(f"integer latent bins of {name}: the file's bins differ from the manifest's")
+    return bins
+
 
 def is_bbans_name(name: str) -> bool:
     """Whether a shipped model codes with an exact BB-ANS MLP."""
@@ -191,7 +209,6 @@ def load_coding(name: str, strategy: str = "uniform", quantbits: int = 10, devic
     network and its integer bins, hash-checked) or of an exported model file (``X.bswm``,
     :func:`bitswap.export.export_bundle`; given the float weights ``X.pt``, the ``X.bswm``
     beside them). The float weights are never read."""
-    from .intbins import shipped
     if name in manifest() and is_bbans_name(name):
         coding = BBANSCodingModel(name, exact_network(name, device=device))
         if (strategy, quantbits) != (coding.strategy, coding.quantbits):
@@ -199,7 +216,7 @@ def load_coding(name: str, strategy: str = "uniform", quantbits: int = 10, devic
                              f"{quantbits}-bit {strategy} latent bins")
         return coding
     if name in manifest():
-        return CodingModel(name, exact_network(name, device=device), shipped(name, strategy, quantbits))
+        return CodingModel(name, exact_network(name, device=device), shipped_bins(name, strategy, quantbits))
     path = Path(name)
     if path.suffix != BUNDLE_SUFFIX:
         bundle = path.with_suffix(BUNDLE_SUFFIX)

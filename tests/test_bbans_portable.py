@@ -22,12 +22,12 @@ _SCRIPT = r"""
 import hashlib, sys
 import numpy as np, torch
 torch.backends.mkldnn.enabled = sys.argv[1] == "1"
-from bitswap import bbans, exact_mlp as em
+from bitswap import bbans, exact_mlp as em, zoo
 from bitswap.ans import Message
 from bitswap.coders import Coder
 from bitswap.data import PACKAGED_MNIST, load_dataset
 name, path, n, what = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-exact = em.load_shipped(name)
+exact = zoo.exact_network(name)
 x = bbans.binarize(bbans.crop28(load_dataset("mnist", "test", PACKAGED_MNIST.parent)[:n]),
                    exact.config.binarize, np.random.default_rng(0))
 coder = Coder(bbans.BBANSCoding(exact), lanes=4)

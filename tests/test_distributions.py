@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bitswap import intbins, zoo
+from bitswap import zoo
 from bitswap.coders import Coder
 from bitswap.codecs import BinEdges
 from bitswap.distributions import (Bernoulli, BetaBinomial, DiscretizedLogistic, GaussianOverBins, LogisticOverBins,
@@ -54,7 +54,7 @@ class GridHierarchy:
 @pytest.mark.parametrize("bitswap", [True, False])
 def test_integer_families_code_through_the_coder(bitswap, one_thread):
     model = zoo.load("mnist-nz2")
-    coder = Coder(GridHierarchy(model, intbins.shipped("mnist-nz2")), bitswap=bitswap, lanes=4)
+    coder = Coder(GridHierarchy(model, zoo.shipped_bins("mnist-nz2")), bitswap=bitswap, lanes=4)
     x = np.random.default_rng(0).integers(0, 256, size=(3,) + tuple(model.x_shape), dtype=np.uint8)
     x[:, :, 8:20, 8:20] = 0                                   # some structure for the model
     msg = coder.new_message(streams=1, seed=5)
@@ -75,8 +75,8 @@ def _i(*shape):
     (lambda: DiscretizedLogistic(_i(1, 4), _i(1, 4) * 0.5), "integer"),
     (lambda: DiscretizedLogistic(_i(4), _i(4)), "shape"),
     (lambda: DiscretizedLogistic(_i(1, 4), _i(1, 3)), "shape"),
-    (lambda: LogisticOverBins(_i(1, 4), _i(1, 4), BinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[:3])), "rows"),
-    (lambda: GaussianOverBins(np.zeros((1, 4)), _i(1, 4), BinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[:1])),
+    (lambda: LogisticOverBins(_i(1, 4), _i(1, 4), BinEdges(zoo.shipped_bins("mnist-nz1").layer_edges(1)[:3])), "rows"),
+    (lambda: GaussianOverBins(np.zeros((1, 4)), _i(1, 4), BinEdges(zoo.shipped_bins("mnist-nz1").layer_edges(1)[:1])),
      "integer"),
     (lambda: Bernoulli(np.full((1, 4), 0.5)), "integer"),
     (lambda: BetaBinomial(255, _i(1, 4), np.ones((1, 4))), "integer"),
@@ -99,5 +99,5 @@ def test_families_give_codecs_over_the_lanes_asked():
     direct = Bernoulli(p.reshape(1, -1)[:, lanes]).codec(np.arange(3), 12)
     assert np.array_equal(codec.intervals(x)[1], direct.intervals(x)[1])
     assert UniformBits((2, 3), 5).codec(lanes, 24).precision == 5
-    prior = logistic_prior(2, 3, BinEdges(intbins.shipped("mnist-nz1").layer_edges(1)[0]))
+    prior = logistic_prior(2, 3, BinEdges(zoo.shipped_bins("mnist-nz1").layer_edges(1)[0]))
     assert prior.shape == (2, 3) and np.all(prior.mu == 0) and np.all(prior.scale == ONE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bitswap import intbins, zoo
+from bitswap import zoo
 from bitswap.data import PACKAGED_MNIST, load_dataset
 from bitswap.coders import Coder
 from bitswap.latent_models import ResNetHierarchy
@@ -20,7 +20,7 @@ def mnist_test():
 
 @pytest.fixture(scope="module")
 def hierarchy():
-    return ResNetHierarchy(zoo.exact_network("mnist-nz8"), intbins.shipped("mnist-nz8"))
+    return ResNetHierarchy(zoo.exact_network("mnist-nz8"), zoo.shipped_bins("mnist-nz8"))
 
 
 @pytest.mark.slow
@@ -55,4 +55,4 @@ def test_exact_parameters_independent_of_batching(hierarchy, mnist_test):
 
 def test_exact_hierarchy_checks_the_bins(hierarchy):
     with pytest.raises(ValueError, match="nz"):
-        ResNetHierarchy(hierarchy.model, intbins.shipped("mnist-nz2"))
+        ResNetHierarchy(hierarchy.model, zoo.shipped_bins("mnist-nz2"))

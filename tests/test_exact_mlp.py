@@ -211,7 +211,7 @@ def test_shipped_exact_networks(name):
     """Hash-checked, within a few MB, the exact -ELBO recorded next to the float one (within
     0.3%), and real MNIST digits code and decode exactly at about that rate."""
     entry = zoo.manifest()[name]
-    exact = em.load_shipped(name)
+    exact = zoo.exact_network(name)
     assert (zoo.ASSETS / entry["exact"]["file"]).stat().st_size < 4 << 20
     assert abs(entry["exact"]["test_elbo"] / entry["test_elbo"] - 1) < 3e-3
     model = zoo.load(name)
@@ -236,6 +236,27 @@ def test_mnist_compress_codes_through_the_exact_path(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "exact integer network (shipped bbans_binary_round.exact.pt)" in out
     meta, _ = load_results(tmp_path / "mnist_bbans-binary-round_round.npz")
-    assert meta["exact_digest"] == em.load_shipped("bbans-binary-round").digest()
+    assert meta["exact_digest"] == zoo.exact_network("bbans-binary-round").digest()
     assert json.loads((tmp_path / "mnist_bbans-binary-round_round.json").read_text())["inference"] == \
         "exact integer network"
+
+
+def test_export_builds_a_bbans_network_and_refuses_bins(shared_data, tmp_path, capsys):
+    """``python -m bitswap.export NAME --network`` builds a shipped BB-ANS model's exact MLP
+    (here into --out, so the manifest is untouched): the network ``from_model`` makes from the
+    same calibration images, with its -ELBO printed. Latent bins are refused: a BB-ANS model
+    codes with the buckets its network stores."""
+    from bitswap import export
+    before = zoo.MANIFEST.read_bytes()
+    out = tmp_path / "b.exact.pt"
+    assert export.main(["bbans-binary", "--network", "--out", str(out), "--images", "300",
+                        "--data", str(shared_data), "--bucket-bits", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}  {out.stat().st_size} bytes" in printed and "test -ELBO: exact" in printed
+    built = em.ExactMLP.load(out)
+    again = em.from_model(zoo.load("bbans-binary"), export.calibration_images("mnist", shared_data, 300),
+                          latent_bits=6)
+    assert built.digest() == again.digest() and built.latent_bits == 6
+    assert zoo.MANIFEST.read_bytes() == before
+    assert export.main(["bbans-binary", "--bins", "uniform", "--data", str(shared_data)]) == 2
+    assert "only --network of a shipped one" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bitswap import intbins, zoo
+from bitswap import zoo
 from bitswap.discretization import LatentBins, equal_width_bins, logistic_bins
 from bitswap.intbins import IntLatentBins
 from bitswap.intcdf import EDGE_INF, VALUE_MAX, to_fixed
@@ -88,7 +88,7 @@ def test_every_shipped_model_has_its_integer_bins(name):
         assert name.startswith("bbans-"), name
         return
     model_entry = zoo.manifest()[name]
-    ib = intbins.shipped(name)
+    ib = zoo.shipped_bins(name)
     assert ib.nz == model_entry["nz"] and ib.quantbits == 10 and ib.strategy == "uniform"
     for e, c in zip(ib.edges, ib.centres):
         assert e.shape[1] == 1025 and c.shape == (e.shape[0], 1024)
@@ -97,13 +97,13 @@ def test_every_shipped_model_has_its_integer_bins(name):
 
 def test_shipped_bins_are_the_files_bins_converted():
     """mnist-nz1's file bins (top layer only: closed form, no sampling) convert to exactly the
-    shipped integer bins; the others were made the same way (python -m bitswap.intbins build).
+    shipped integer bins; the others were made the same way (python -m bitswap.export NAME --bins uniform).
     (The float bins' own digest is not compared: numpy's log differs in the last bit between
     SIMD levels, AVX2 against AVX-512; on the 2**-16 grid the values agree.)"""
     from bitswap.images import DEFAULT_FILE_STRATEGY
     from bitswap.legacy import get_bins
     fb = get_bins(zoo.load("mnist-nz1"), 10, DEFAULT_FILE_STRATEGY)
-    shipped = intbins.shipped("mnist-nz1")
+    shipped = zoo.shipped_bins("mnist-nz1")
     assert IntLatentBins.from_float(fb).digest == shipped.digest
 
 
@@ -112,20 +112,20 @@ def test_corrupt_shipped_file_is_a_clear_error(tmp_path, monkeypatch):
         shutil.copy(zoo.ASSETS / f, tmp_path / f)
     monkeypatch.setattr(zoo, "ASSETS", tmp_path)
     monkeypatch.setattr(zoo, "MANIFEST", tmp_path / "manifest.json")
-    intbins.shipped("mnist-nz1")
+    zoo.shipped_bins("mnist-nz1")
     data = bytearray((tmp_path / "mnist_nz1_bins_int.npz").read_bytes())
     data[len(data) // 2] ^= 1
     (tmp_path / "mnist_nz1_bins_int.npz").write_bytes(bytes(data))
     with pytest.raises(zoo.ModelError, match="corrupt"):
-        intbins.shipped("mnist-nz1")
+        zoo.shipped_bins("mnist-nz1")
     with pytest.raises(zoo.ModelError, match="no 10-bit uniform integer latent bins"):
-        intbins.shipped("mnist-nz3")
+        zoo.shipped_bins("mnist-nz3")
     with pytest.raises(zoo.ModelError, match="no 12-bit uniform"):
-        intbins.shipped("mnist-nz1", "uniform", 12)
+        zoo.shipped_bins("mnist-nz1", "uniform", 12)
 
 
 def test_shipped_bins_code_a_round_trip():
-    ib = intbins.shipped("mnist-nz2")
+    ib = zoo.shipped_bins("mnist-nz2")
     rng = np.random.default_rng(0)
     for layer in (1, 2):
         edges, centres = ib.layer_edges(layer), ib.layer_centres(layer)
