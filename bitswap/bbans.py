@@ -295,7 +295,7 @@ class BBANSCoding:
     def __init__(self, exact, posterior_precision: int | None = None, likelihood_precision: int | None = None,
                  network_batch: int | None = None):
         if isinstance(exact, BBANSVAE):
-            raise TypeError("BBANSCoding codes with the exact integer network (bitswap.exact_mlp.from_model, "
+            raise TypeError("BBANSCoding codes with the exact integer network (bitswap.export_mlp.from_model, "
                             "or a shipped model's bitswap.zoo.exact_network); the float32 model codes through "
                             "bitswap.legacy.FloatBBANSCoding")
         default = CODING[exact.config.likelihood]

@@ -109,7 +109,7 @@ def _exact_network(model, args, images: np.ndarray):
     it came from: the one shipped with the model when its buckets are the ones asked for, else
     one built here from the float weights, calibrated on the MNIST training set in ``--data``
     (or, without it, on the test images themselves: calibration only sets the clamp ranges)."""
-    from . import exact_mlp
+    from . import export_mlp
     latent_bits = args.quantbits or bbans.CODING[model.config.likelihood]["latent_bits"]
     entry = zoo.manifest().get(getattr(model, "name", ""), {})
     if "exact" in entry:
@@ -120,7 +120,7 @@ def _exact_network(model, args, images: np.ndarray):
         calibration, source = load_dataset("mnist", "train", args.data, download=False), "the MNIST training set"
     except DatasetMissingError:
         calibration, source = images, "the test images"
-    exact = exact_mlp.from_model(model, calibration, latent_bits=latent_bits).to(args.device)
+    exact = export_mlp.from_model(model, calibration, latent_bits=latent_bits).to(args.device)
     return exact, f"built here, calibrated on {source}"
 
 

@@ -47,13 +47,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import bbans, exact_mlp
 from .exact import EXACT_LIMIT, FORMAT, PARAM_FRAC, SCALE_FRAC, SCALE_LIMIT, SCALE_RANGE, VERSION, ExactNetwork, conv_bound
+from .bbans import BBANSVAE
 from .fileio import atomic_write
 from .vae import LOG2E, ResNetVAE, _Path, discretized_logistic_logp, logistic_eps, logistic_logp
 
-__all__ = ["QuantSpec", "build_network", "build_bbans_network", "calibration_images", "default_data_root",
-           "save_network", "exact_elbo", "float_elbo"]
+__all__ = ["QuantSpec", "build_network", "calibration_images", "default_data_root", "save_network",
+           "exact_elbo", "float_elbo"]
 
 
 @dataclass(frozen=True)
@@ -259,8 +259,9 @@ def build_network(model: ResNetVAE, images: np.ndarray, spec: QuantSpec | None =
     return ExactNetwork(payload)
 
 
-def build_bins(model, strategy: str, quantbits: int, data_root) -> "IntLatentBins":
-    """Integer latent bins of ``model`` for a bin setting (see the module docstring)."""
+def build_bins(model, strategy: str, quantbits: int, data_root):
+    """Integer latent bins (:class:`~bitswap.intbins.IntLatentBins`) of ``model`` for a bin setting
+    (see the module docstring)."""
     from .discretization import cached_bins, dataset_bins
     from .intbins import IntLatentBins
     if strategy == "adaptive":
@@ -360,36 +361,6 @@ def exact_elbo(net: ExactNetwork, images: np.ndarray, batch: int = 50) -> float:
     return _elbo(infer, generate, net.nz, images, batch)
 
 
-# ------------------------------------------------------------------ BB-ANS paper models
-
-def build_bbans_network(name: str, data_root, out=None, spec=None, n: int = 0,
-                        bucket_bits: int = 8) -> tuple:
-    """The exact integer MLP (:mod:`bitswap.exact_mlp`) of shipped BB-ANS model ``name``,
-    calibrated on ``n`` MNIST training images (0: all), ``2**bucket_bits`` buckets per latent,
-    with its test -ELBO measured on the 10,000 MNIST test images. Without ``out`` it is written
-    beside the weights and recorded in the model's manifest entry (``exact``). Returns
-    (network, path, sha256, figures)."""
-    from . import zoo
-    from .data import load_dataset
-    model = zoo.load(name)
-    if not isinstance(model, bbans.BBANSVAE):
-        raise ValueError(f"{name} is not a BB-ANS model")
-    exact = exact_mlp.from_model(model, calibration_images("mnist", data_root, n), spec, bucket_bits)
-    elbo_exact, elbo_float = exact_mlp.measure_elbo(exact, model, load_dataset("mnist", "test", data_root,
-                                                                              download=False))
-    path = Path(out) if out else zoo.ASSETS / f"{name.replace('-', '_')}.exact.pt"
-    sha = exact.save(path)
-    figures = {"exact_test_elbo": elbo_exact, "float_test_elbo_same_noise": elbo_float}
-    if out is None:
-        zoo.record_exact(name, {"file": path.name, "sha256": sha, "digest": exact.digest(),
-                                "format": f"{exact_mlp.FORMAT} {exact_mlp.VERSION}",
-                                "spec": {**exact.payload["spec"], "latent_bits": exact.latent_bits},
-                                "calibration": exact.payload["calibration"] + " (MNIST training set)",
-                                "test_elbo": elbo_exact, "float_test_elbo": elbo_float,
-                                "elbo_images": "the 10,000 MNIST test images, one posterior sample"})
-    return exact, path, sha, figures
-
-
 # -------------------------------------------------------------------------------------- CLI
 
 def _export_network(model, name: str, args, out: Path) -> dict:
@@ -407,14 +378,17 @@ def _export_network(model, name: str, args, out: Path) -> dict:
 
 
 def _export_bbans(name: str, shipped: bool, args) -> int:
+    from . import export_mlp
     """``--network`` for a BB-ANS paper model: its exact MLP (no latent bins: it codes with the
     buckets its network stores)."""
     if not shipped or args.bins or not args.network:
         raise ValueError(f"{args.model} is a BB-ANS model: only --network of a shipped one is exported "
                          f"(it codes with the buckets its exact network stores, not latent bins)")
-    spec = exact_mlp.QuantSpec(args.hidden_bits, args.centre_bits, args.margin)
-    exact, path, sha, figures = build_bbans_network(name, args.data, args.out, spec, args.images or 0,
-                                                    args.bucket_bits)
+    spec = export_mlp.QuantSpec(args.hidden_bits, args.centre_bits, args.margin)
+    from .data import load_dataset
+    test = load_dataset("mnist", "test", args.data, download=False)
+    exact, path, sha, figures = export_mlp.build_bbans_network(
+        name, calibration_images("mnist", args.data, args.images or 0), test, args.out, spec, args.bucket_bits)
     print(f"{path}  {path.stat().st_size} bytes  sha256 {sha}")
     print(f"test -ELBO: exact {figures['exact_test_elbo']:.5f}, float (same noise) "
           f"{figures['float_test_elbo_same_noise']:.5f} bits/pixel  {exact.describe()}")
@@ -422,7 +396,7 @@ def _export_bbans(name: str, shipped: bool, args) -> int:
 
 
 def main(argv=None) -> int:
-    from . import zoo
+    from . import export_mlp, zoo
     from .data import file_digest
     from .intbins import setting
     ap = argparse.ArgumentParser(prog="python -m bitswap.export", description=__doc__.split("\n")[0])
@@ -441,7 +415,7 @@ def main(argv=None) -> int:
                                                                   "(0: skip; a BB-ANS model uses all 10,000)")
     ap.add_argument("--act-bits", type=int, default=QuantSpec.act_bits, help="ResNet VAE: activation grid bits")
     ap.add_argument("--latent-bits", type=int, default=QuantSpec.latent_bits, help="ResNet VAE: latent grid bits")
-    mlp = exact_mlp.QuantSpec
+    mlp = export_mlp.QuantSpec
     ap.add_argument("--hidden-bits", type=int, default=mlp.hidden_bits, help="BB-ANS model: hidden range bits")
     ap.add_argument("--centre-bits", type=int, default=mlp.centre_bits, help="BB-ANS model: bucket centre bits")
     ap.add_argument("--margin", type=float, default=mlp.margin, help="BB-ANS model: calibrated range margin")
@@ -451,7 +425,7 @@ def main(argv=None) -> int:
         shipped = args.model in zoo.manifest()
         model = zoo.load(args.model)
         name = args.model if shipped else Path(args.model).stem
-        if isinstance(model, bbans.BBANSVAE):
+        if isinstance(model, BBANSVAE):
             return _export_bbans(name, shipped, args)
         args.images = 512 if args.images is None else args.images
         if not shipped:

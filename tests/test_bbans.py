@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitswap import bbans, zoo
+from bitswap import bbans, export_mlp, zoo
 from bitswap import exact_mlp as em
 from bitswap.ans import Message
 from bitswap.coders import Coder
@@ -50,7 +50,7 @@ def exact(model: bbans.BBANSVAE, latent_bits: int = 8, calibration: np.ndarray |
     the model trains on them; by default digit-like blobs)."""
     if calibration is None:
         calibration = em.hash_images(256, raw=True, seed=100)
-    return em.from_model(model, calibration, latent_bits=latent_bits)
+    return export_mlp.from_model(model, calibration, latent_bits=latent_bits)
 
 
 EXACT = {(k, bits): exact(MODELS[k], bits) for k in MODELS for bits in (4, 8)}

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_bbans import tiny
 
-from bitswap import bbans, zoo
+from bitswap import bbans, export_mlp, zoo
 from bitswap import exact_mlp as em
 from bitswap.coders import Coder
 from bitswap.data import PACKAGED_MNIST, load_dataset
@@ -34,7 +34,7 @@ def nets():
     out = {}
     for likelihood in ("beta-binomial", "bernoulli"):
         model = tiny(likelihood)
-        out[likelihood] = (model, em.from_model(model, calibration(), latent_bits=6))
+        out[likelihood] = (model, export_mlp.from_model(model, calibration(), latent_bits=6))
     return out
 
 
@@ -90,7 +90,7 @@ def test_every_bound_is_checked_at_build_and_at_load(nets, tmp_path, likelihood)
     for name in em.LAYERS:
         w = exact.payload[name]["weight"].to(torch.int64).numpy()
         lo, hi = ranges[name]
-        assert np.all(em._bound(w, exact.payload[name]["bias"].numpy(), lo, hi) < 2 ** 24)
+        assert np.all(em.partial_sum_bound(w, exact.payload[name]["bias"].numpy(), lo, hi) < 2 ** 24)
     path = tmp_path / "ok.exact.pt"
     exact.save(path)
     for name, edit, match in (
@@ -160,7 +160,7 @@ def test_inputs_are_checked(nets):
     with pytest.raises(ValueError, match="integer latents"):
         raw.generate(0, torch.zeros((1, raw.latent)))
     with pytest.raises(ValueError):
-        em.QuantSpec(hidden_bits=30)
+        export_mlp.QuantSpec(hidden_bits=30)
 
 
 @settings(max_examples=10, deadline=None)
@@ -243,7 +243,7 @@ def test_mnist_compress_codes_through_the_exact_path(tmp_path, capsys):
 
 def test_export_builds_a_bbans_network_and_refuses_bins(shared_data, tmp_path, capsys):
     """``python -m bitswap.export NAME --network`` builds a shipped BB-ANS model's exact MLP
-    (here into --out, so the manifest is untouched): the network ``from_model`` makes from the
+    (here into --out, so the manifest is untouched): the network ``export_mlp.from_model`` makes from the
     same calibration images, with its -ELBO printed. Latent bins are refused: a BB-ANS model
     codes with the buckets its network stores."""
     from bitswap import export
@@ -254,7 +254,7 @@ def test_export_builds_a_bbans_network_and_refuses_bins(shared_data, tmp_path, c
     printed = capsys.readouterr().out
     assert f"{out}  {out.stat().st_size} bytes" in printed and "test -ELBO: exact" in printed
     built = em.ExactMLP.load(out)
-    again = em.from_model(zoo.load("bbans-binary"), export.calibration_images("mnist", shared_data, 300),
+    again = export_mlp.from_model(zoo.load("bbans-binary"), export.calibration_images("mnist", shared_data, 300),
                           latent_bits=6)
     assert built.digest() == again.digest() and built.latent_bits == 6
     assert zoo.MANIFEST.read_bytes() == before
