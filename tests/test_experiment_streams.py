@@ -1,7 +1,8 @@
 """The experiment scripts write each coded stream as a version 4 .bsw file that ``bitswap
 decompress`` decodes, here and under another CPU code path, to the test images the experiment
 coded; weights files code with their exported model, and bare float weights are refused with
-the command that exports them."""
+the command that exports them. Every shipped model's stream decodes identically under every
+cross-environment condition of tests/test_portable.py."""
 
 from __future__ import annotations
 
@@ -171,3 +172,58 @@ def test_experiment_streams_decode_on_another_cpu_code_path(shared_data, tmp_pat
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
     check_streams(meta, arrays, shared_data, out, decode, test)
+
+
+_DECODE_ALL = r"""
+import json, sys, torch
+torch.backends.mkldnn.enabled = sys.argv[1] == "1"
+from bitswap.__main__ import main
+flags, jobs = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+for path, folder in jobs:
+    if main(["decompress", path, "-o", folder, "-q", *flags]) != 0:
+        sys.exit(f"could not decode {path}")
+"""
+
+
+@pytest.mark.slow
+def test_every_shipped_models_streams_decode_in_every_environment(shared_data, tmp_path):
+    """An experiment stream of every shipped model (the ResNet VAEs with the experiments'
+    adaptive bins, the BB-ANS paper's MLPs with their prior buckets), coded here, decodes under
+    each of the cross-environment conditions (other ISA, oneDNN limited or off, one thread,
+    numpy SIMD off, network batch 1) to exactly the pixels it decodes to here, which are the
+    test images the experiment coded."""
+    from test_portable import DECODERS
+
+    from bitswap import zoo
+    streams = {}
+    for name in zoo.available():
+        dataset = "cifar10" if name.startswith("cifar") else "mnist"
+        out = tmp_path / name
+        assert experiment_main(dataset, 8, ["--model", name, "--experiments", "1", "--ndatapoints", "2",
+                                            "--batch", "2", "--lanes", "16", "--quiet", "--data", str(shared_data),
+                                            "--out", str(out)]) == 0
+        meta = json.loads(next(out.glob("*.json")).read_text())
+        stem = Path(meta["streams"])
+        streams[name] = (stem / "exp0000.bsw", load_results(out / f"{stem.name}.npz")[1])
+    assert {"mnist-nz8", "cifar10-nz8", "bbans-raw", "bbans-binary"} <= set(streams)
+
+    reference = {}
+    for name, (path, arrays) in streams.items():
+        assert bitswap_main(["decompress", str(path), "-o", str(tmp_path / f"{name}-here"), "-q"]) == 0
+        reference[name] = decoded_pngs(tmp_path / f"{name}-here")
+        assert list(reference[name]) == sorted(f"test{i:05d}" for i in arrays["indices"][0])
+        if name.startswith("mnist-"):
+            test = load_dataset("mnist", "test", shared_data)[:, 0]
+            assert all(np.array_equal(reference[name][f"test{i:05d}"], test[i]) for i in arrays["indices"][0])
+    for condition, (env, mkldnn, flags) in DECODERS.items():
+        jobs = [(str(path), str(tmp_path / f"{name}-{condition.replace(' ', '_')}"))
+                for name, (path, _) in streams.items()]
+        full = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", **env}
+        full.pop("NPY_ENABLE_CPU_FEATURES", None)
+        r = subprocess.run([sys.executable, "-c", _DECODE_ALL, "1" if mkldnn else "0", json.dumps(flags),
+                            json.dumps(jobs)], env=full, capture_output=True, text=True, timeout=1200)
+        assert r.returncode == 0, f"{condition}: {r.stderr[-2000:]}"
+        for (name, _), (_, folder) in zip(streams.items(), jobs):
+            got = decoded_pngs(Path(folder))
+            assert list(got) == list(reference[name]), (condition, name)
+            assert all(np.array_equal(got[k], reference[name][k]) for k in got), (condition, name)
