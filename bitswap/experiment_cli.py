@@ -142,7 +142,8 @@ def _resnet_coding(name: str, model, dataset: str, args, quantbits: int, bundle:
         return coding, f"exported model {Path(args.model).with_suffix(zoo.BUNDLE_SUFFIX)}", \
             Path(args.model).with_suffix(zoo.BUNDLE_SUFFIX)
     if "exact" in entry and key in entry.get("bins", {}):
-        return zoo.load_coding(name, args.bins, quantbits, device=args.device), f"shipped ({key} bins)", None
+        return (zoo.load_coding(name, args.bins, quantbits, device=args.device),
+                f"shipped {entry['exact']['file']}, {key} bins", None)
     if "exact" in entry:
         network = zoo.exact_network(name, device=args.device)
     else:
