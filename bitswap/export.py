@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import export_mlp
 from .exact import EXACT_LIMIT, FORMAT, PARAM_FRAC, SCALE_FRAC, SCALE_LIMIT, SCALE_RANGE, VERSION, ExactNetwork, conv_bound
 from .bbans import BBANSVAE
 from .fileio import atomic_write
@@ -378,14 +379,13 @@ def _export_network(model, name: str, args, out: Path) -> dict:
 
 
 def _export_bbans(name: str, shipped: bool, args) -> int:
-    from . import export_mlp
     """``--network`` for a BB-ANS paper model: its exact MLP (no latent bins: it codes with the
     buckets its network stores)."""
+    from .data import load_dataset
     if not shipped or args.bins or not args.network:
         raise ValueError(f"{args.model} is a BB-ANS model: only --network of a shipped one is exported "
                          f"(it codes with the buckets its exact network stores, not latent bins)")
     spec = export_mlp.QuantSpec(args.hidden_bits, args.centre_bits, args.margin)
-    from .data import load_dataset
     test = load_dataset("mnist", "test", args.data, download=False)
     exact, path, sha, figures = export_mlp.build_bbans_network(
         name, calibration_images("mnist", args.data, args.images or 0), test, args.out, spec, args.bucket_bits)
@@ -396,7 +396,7 @@ def _export_bbans(name: str, shipped: bool, args) -> int:
 
 
 def main(argv=None) -> int:
-    from . import export_mlp, zoo
+    from . import zoo
     from .data import file_digest
     from .intbins import setting
     ap = argparse.ArgumentParser(prog="python -m bitswap.export", description=__doc__.split("\n")[0])

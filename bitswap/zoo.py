@@ -176,6 +176,7 @@ class BBANSCodingModel:
         from .bbans import BBANSCoding
         return BBANSCoding(self.network, self.posterior_precision, self.likelihood_precision, network_batch)
 
+
 def shipped_bins(name: str, strategy: str = "uniform", quantbits: int = 10):
     """The integer latent bins (:class:`bitswap.intbins.IntLatentBins`) shipped with model
     ``name`` for a bin setting, SHA-256 and digest checked against the manifest."""

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_portable import DECODERS, _numpy_simd
+from test_portable import DECODERS, _numpy_simd, child_env
 
 from bitswap import exact_mlp as em
 
@@ -55,10 +55,8 @@ ENVIRONMENTS["all at once"] = ALL_AT_ONCE
 
 
 def run(mode: str, name: str, path, n: int, env: dict, mkldnn: bool) -> list[str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", **env}
-    full.pop("NPY_ENABLE_CPU_FEATURES", None)
     r = subprocess.run([sys.executable, "-c", _SCRIPT, "1" if mkldnn else "0", name, str(path), str(n), mode],
-                       env=full, capture_output=True, text=True, timeout=600)
+                       env=child_env(env), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{mode} under {env}, oneDNN {mkldnn}: {r.stderr}"
     return r.stdout.split("\n")
 

@@ -243,8 +243,8 @@ def test_mnist_compress_codes_through_the_exact_path(tmp_path, capsys):
 
 def test_export_builds_a_bbans_network_and_refuses_bins(shared_data, tmp_path, capsys):
     """``python -m bitswap.export NAME --network`` builds a shipped BB-ANS model's exact MLP
-    (here into --out, so the manifest is untouched): the network ``export_mlp.from_model`` makes from the
-    same calibration images, with its -ELBO printed. Latent bins are refused: a BB-ANS model
+    (here into --out, so the manifest is untouched): the network ``export_mlp.from_model``
+    makes from the same calibration images, with its -ELBO printed. Latent bins are refused: a BB-ANS model
     codes with the buckets its network stores."""
     from bitswap import export
     before = zoo.MANIFEST.read_bytes()
@@ -255,7 +255,7 @@ def test_export_builds_a_bbans_network_and_refuses_bins(shared_data, tmp_path, c
     assert f"{out}  {out.stat().st_size} bytes" in printed and "test -ELBO: exact" in printed
     built = em.ExactMLP.load(out)
     again = export_mlp.from_model(zoo.load("bbans-binary"), export.calibration_images("mnist", shared_data, 300),
-                          latent_bits=6)
+                                  latent_bits=6)
     assert built.digest() == again.digest() and built.latent_bits == 6
     assert zoo.MANIFEST.read_bytes() == before
     assert export.main(["bbans-binary", "--bins", "uniform", "--data", str(shared_data)]) == 2

@@ -192,7 +192,7 @@ def test_every_shipped_models_streams_decode_in_every_environment(shared_data, t
     each of the cross-environment conditions (other ISA, oneDNN limited or off, one thread,
     numpy SIMD off, network batch 1) to exactly the pixels it decodes to here, which are the
     test images the experiment coded."""
-    from test_portable import DECODERS
+    from test_portable import DECODERS, child_env
 
     from bitswap import zoo
     streams = {}
@@ -207,21 +207,19 @@ def test_every_shipped_models_streams_decode_in_every_environment(shared_data, t
         streams[name] = (stem / "exp0000.bsw", load_results(out / f"{stem.name}.npz")[1])
     assert {"mnist-nz8", "cifar10-nz8", "bbans-raw", "bbans-binary"} <= set(streams)
 
+    test = load_dataset("mnist", "test", shared_data)[:, 0]
     reference = {}
     for name, (path, arrays) in streams.items():
         assert bitswap_main(["decompress", str(path), "-o", str(tmp_path / f"{name}-here"), "-q"]) == 0
         reference[name] = decoded_pngs(tmp_path / f"{name}-here")
         assert list(reference[name]) == sorted(f"test{i:05d}" for i in arrays["indices"][0])
         if name.startswith("mnist-"):
-            test = load_dataset("mnist", "test", shared_data)[:, 0]
             assert all(np.array_equal(reference[name][f"test{i:05d}"], test[i]) for i in arrays["indices"][0])
     for condition, (env, mkldnn, flags) in DECODERS.items():
         jobs = [(str(path), str(tmp_path / f"{name}-{condition.replace(' ', '_')}"))
                 for name, (path, _) in streams.items()]
-        full = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", **env}
-        full.pop("NPY_ENABLE_CPU_FEATURES", None)
         r = subprocess.run([sys.executable, "-c", _DECODE_ALL, "1" if mkldnn else "0", json.dumps(flags),
-                            json.dumps(jobs)], env=full, capture_output=True, text=True, timeout=1200)
+                            json.dumps(jobs)], env=child_env(env), capture_output=True, text=True, timeout=1200)
         assert r.returncode == 0, f"{condition}: {r.stderr[-2000:]}"
         for (name, _), (_, folder) in zip(streams.items(), jobs):
             got = decoded_pngs(Path(folder))

@@ -41,11 +41,17 @@ DECODERS = {
 }
 
 
-def cli(*args, env: dict | None = None, mkldnn: bool = True) -> subprocess.CompletedProcess:
+def child_env(env: dict | None = None) -> dict:
+    """The environment of a decoding subprocess: this checkout, 2 threads, then ``env`` (one of
+    the DECODERS' conditions)."""
     full = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", **(env or {})}
     full.pop("NPY_ENABLE_CPU_FEATURES", None)
+    return full
+
+
+def cli(*args, env: dict | None = None, mkldnn: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", _CLI, "1" if mkldnn else "0", *map(str, args)],
-                          env=full, capture_output=True, text=True, timeout=900)
+                          env=child_env(env), capture_output=True, text=True, timeout=900)
 
 
 def _pixels(path: Path) -> np.ndarray:
